@@ -1,0 +1,1 @@
+"""Audio I/O and DSP: devices, the PortAudio bridge, resampling, playout."""

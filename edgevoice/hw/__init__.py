@@ -1,0 +1,1 @@
+"""Hardware on GPIO: buttons and LEDs."""

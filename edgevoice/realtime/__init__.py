@@ -1,0 +1,1 @@
+"""The Realtime API: event builders and parsers, one session, the local emulator."""

@@ -1,0 +1,1 @@
+"""System integration: logging (journald) and service notification."""
