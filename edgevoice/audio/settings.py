@@ -1,0 +1,20 @@
+"""Settings of the sound devices (the `[audio]` section of config.toml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    """Devices are chosen by index or by a case-insensitive part of their name (see `edgevoice devices`)."""
+
+    input_device: int | str = "default"
+    output_device: int | str = "default"
+    input_rate: int = field(default=0, metadata={"min": 0, "max": 192000, "doc": "0 = the device's default"})
+    output_rate: int = field(default=0, metadata={"min": 0, "max": 192000, "doc": "0 = the device's default"})
+    input_channels: int = field(default=0, metadata={"min": 0, "max": 32, "doc": "0 = mono if the device can"})
+    input_channel: int = field(default=0, metadata={"min": 0, "max": 31, "doc": "the channel to use"})
+    output_channels: int = field(default=0, metadata={"min": 0, "max": 32, "doc": "0 = mono if the device can"})
+    frame_ms: Literal[10, 20, 40] = 20

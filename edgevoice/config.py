@@ -1,0 +1,194 @@
+"""edgevoice's configuration: TOML in, frozen dataclasses out, every key optional and validated.
+
+Each section of `config.toml` is one frozen dataclass, defined by the subsystem it configures
+(`edgevoice.audio.settings`, `edgevoice.realtime.settings`, `edgevoice.hw.settings`) or here for the
+daemon's own sections. A key's Python type (and the `min`/`max`/`choices`
+in its field metadata) is its validation rule. Unknown sections and keys are errors (a typo must not
+silently fall back to a default), and every error names the file, the key, what was found and what is
+allowed. The API key never lives here: see `edgevoice.realtime.credentials`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from edgevoice.audio.settings import AudioSettings
+from edgevoice.hw.settings import ButtonSettings, HardwareSettings, LedSettings
+from edgevoice.realtime.settings import KNOWN_MODELS, RealtimeSettings
+
+DEFAULT_PATH = Path("/etc/edgevoice/config.toml")
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message says where and what to write instead."""
+
+
+@dataclass(frozen=True)
+class ConversationSettings:
+    """How long a conversation (and its Realtime session, with its context) lives."""
+
+    idle_timeout_s: float = field(default=60.0, metadata={"min": 5.0, "max": 3600.0})
+    follow_up_s: float = field(default=8.0, metadata={"min": 0.0, "max": 120.0})
+    keep_warm: bool = False  # connect at start instead of at the first press
+    max_turn_s: float = field(default=60.0, metadata={"min": 1.0, "max": 600.0})
+    outage_buffer_s: float = field(default=10.0, metadata={"min": 0.0, "max": 120.0})
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(frozen=True)
+class Config:
+    realtime: RealtimeSettings = RealtimeSettings()
+    audio: AudioSettings = AudioSettings()
+    button: ButtonSettings = ButtonSettings()
+    leds: LedSettings = LedSettings()
+    hardware: HardwareSettings = HardwareSettings()
+    conversation: ConversationSettings = ConversationSettings()
+    logging: LoggingSettings = LoggingSettings()
+    source: str = field(default="<defaults>", compare=False)
+
+    def replace(self, **sections: Any) -> Config:
+        return dataclasses.replace(self, **sections)
+
+
+def config_path(cli_path: str | None, environ: typing.Mapping[str, str] = os.environ) -> tuple[Path, bool]:
+    """The file to read and whether it was asked for explicitly (an explicit file must exist)."""
+    if cli_path:
+        return Path(cli_path), True
+    if environ.get("EDGEVOICE_CONFIG"):
+        return Path(environ["EDGEVOICE_CONFIG"]), True
+    return DEFAULT_PATH, False
+
+
+def load_config(cli_path: str | None = None, environ: typing.Mapping[str, str] = os.environ) -> Config:
+    """Read and validate the configuration; a missing default file means all defaults."""
+    path, explicit = config_path(cli_path, environ)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"{path}: no such file (given with --config or EDGEVOICE_CONFIG)") from None
+        return Config()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc}") from None
+    return parse_config(text, str(path))
+
+
+def parse_config(text: str, source: str = "<string>") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    config = _build(Config, data, source, "")
+    _check_combinations(config, source)
+    return dataclasses.replace(config, source=source)
+
+
+def _build(cls: type, data: dict[str, Any], source: str, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        where = f"{prefix}.{key}" if prefix else key
+        if key not in fields:
+            what = f"key {_key_words(where)}" if prefix else f"section [{key}]"
+            raise ConfigError(f"{source}: unknown {what}{_did_you_mean(key, fields)}; allowed: {', '.join(fields)}")
+        values[key] = _convert(hints[key], value, fields[key], source, where)
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, f: dataclasses.Field[Any], source: str, where: str) -> Any:
+    def fail(allowed: str) -> ConfigError:
+        return ConfigError(f"{source}: {_key_words(where)} = {value!r}: {allowed}")
+
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise fail("expected a table (a [section])")
+        return _build(hint, value, source, where)
+    if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices or type(value) is not type(choices[0]):
+            raise fail(f"must be one of {', '.join(repr(c) for c in choices)}")
+        return value
+    allowed_types = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if bool in allowed_types:
+        if not isinstance(value, bool):
+            raise fail("must be true or false")
+        return value
+    if isinstance(value, bool):
+        raise fail(f"must be {_type_words(allowed_types)}, not a boolean")
+    if float in allowed_types and isinstance(value, int):
+        value = float(value)
+    if not isinstance(value, allowed_types):
+        raise fail(f"must be {_type_words(allowed_types)}")
+    lo, hi = f.metadata.get("min"), f.metadata.get("max")
+    if isinstance(value, int | float) and ((lo is not None and value < lo) or (hi is not None and value > hi)):
+        doc = f.metadata.get("doc")
+        raise fail(f"must be between {lo} and {hi}" + (f" ({doc})" if doc else ""))
+    return value
+
+
+def _key_words(where: str) -> str:
+    """'audio.input_rate' -> '[audio] input_rate', as the user wrote it in the file."""
+    section, _, key = where.rpartition(".")
+    return f"[{section}] {key}" if section else where
+
+
+def _type_words(allowed: tuple[type, ...]) -> str:
+    names = {int: "a whole number", float: "a number", str: "a string"}
+    return " or ".join(names.get(t, t.__name__) for t in allowed)
+
+
+def _did_you_mean(key: str, known: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_combinations(config: Config, source: str) -> None:
+    rt = config.realtime
+    if not rt.url.startswith(("ws://", "wss://")):
+        raise ConfigError(
+            f"{source}: [realtime] url = {rt.url!r}: must start with wss:// (or ws:// for a local emulator)"
+        )
+    if not rt.model.strip():
+        raise ConfigError(f"{source}: [realtime] model is empty; use one of {', '.join(KNOWN_MODELS)}")
+    if not rt.voice.strip():
+        raise ConfigError(f"{source}: [realtime] voice is empty; use e.g. 'marin' or 'cedar'")
+    audio = config.audio
+    if audio.input_channels and audio.input_channel >= audio.input_channels:
+        raise ConfigError(
+            f"{source}: [audio] input_channel = {audio.input_channel}: the microphone has "
+            f"input_channels = {audio.input_channels} (channels count from 0)"
+        )
+    if config.button.enabled and config.leds.enabled and config.button.pin == config.leds.pin:
+        raise ConfigError(
+            f"{source}: [button] pin and [leds] pin are both {config.button.pin}; a GPIO can be only one of them"
+        )
+
+
+def config_warnings(config: Config) -> list[str]:
+    """Things that work but deserve an operator's attention (logged at start, shown by doctor)."""
+    warnings = []
+    rt = config.realtime
+    if rt.model not in KNOWN_MODELS:
+        warnings.append(
+            f"[realtime] model {rt.model!r} is not one edgevoice was tested with ({', '.join(KNOWN_MODELS)})"
+        )
+    if rt.model in ("gpt-realtime", "gpt-realtime-mini"):
+        warnings.append(
+            f"[realtime] model {rt.model!r} has an announced shutdown date (2027-01-20); plan a move to gpt-realtime-2"
+        )
+    if rt.reasoning_effort and not rt.model.startswith("gpt-realtime-2"):
+        warnings.append(f"[realtime] reasoning_effort is ignored: {rt.model!r} is not a reasoning model")
+    return warnings

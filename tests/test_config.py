@@ -1,0 +1,96 @@
+"""Configuration: defaults, validation errors that name file, key and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgevoice.config import Config, ConfigError, config_warnings, load_config, parse_config
+
+
+def test_empty_file_gives_defaults() -> None:
+    config = parse_config("", "x.toml")
+    assert config == Config()
+    assert config.realtime.turn_detection.type == "none"
+    assert config.button.pin == 17 and config.leds.pin == 27
+    assert config.source == "x.toml"
+
+
+def test_values_are_read_into_nested_sections() -> None:
+    config = parse_config(
+        """
+        [realtime]
+        model = "gpt-realtime-mini"
+        [realtime.turn_detection]
+        type = "server_vad"
+        threshold = 0.7
+        [audio]
+        input_device = 3
+        output_device = "USB"
+        input_rate = 16000
+        [conversation]
+        idle_timeout_s = 30
+        """,
+        "c.toml",
+    )
+    assert config.realtime.model == "gpt-realtime-mini"
+    assert config.realtime.turn_detection.type == "server_vad"
+    assert config.realtime.turn_detection.threshold == 0.7
+    assert config.audio.input_device == 3 and config.audio.output_device == "USB"
+    assert config.conversation.idle_timeout_s == 30.0 and isinstance(config.conversation.idle_timeout_s, float)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "[audio]\ninptu_device = 1",
+            r"c.toml: unknown key \[audio\] inptu_device \(did you mean 'input_device'\?\)",
+        ),
+        ("[audoi]\n", r"unknown section \[audoi\] \(did you mean 'audio'\?\)"),
+        ("[audio]\ninput_rate = -1", r"\[audio\] input_rate = -1: must be between 0 and 192000"),
+        ("[audio]\ninput_rate = 'fast'", r"\[audio\] input_rate = 'fast': must be a whole number"),
+        ("[audio]\nframe_ms = 25", r"\[audio\] frame_ms = 25: must be one of 10, 20, 40"),
+        ("[button]\nenabled = 1", r"\[button\] enabled = 1: must be true or false"),
+        ("[button]\npin = true", r"\[button\] pin = True: must be a whole number, not a boolean"),
+        (
+            "[realtime.turn_detection]\ntype = 'vad'",
+            r"\[realtime.turn_detection\] type = 'vad': must be one of",
+        ),
+        ("[realtime.turn_detection]\nthreshold = 2", r"threshold = 2.0: must be between 0.0 and 1.0"),
+        ("[realtime]\nturn_detection = 'none'", r"\[realtime\] turn_detection = 'none': expected a table"),
+        ("[realtime]\nurl = 'http://x'", r"\[realtime\] url = 'http://x': must start with wss://"),
+        ("[realtime]\nmodel = ' '", r"\[realtime\] model is empty"),
+        ("[leds]\npin = 17", r"\[button\] pin and \[leds\] pin are both 17"),
+        (
+            "[audio]\ninput_channels = 2\ninput_channel = 2",
+            r"input_channel = 2: the microphone has input_channels = 2",
+        ),
+        ("audio = 5", r"audio = 5: expected a table"),
+        ("[audio\n", r"not valid TOML"),
+    ],
+)
+def test_bad_values_name_the_file_the_key_and_what_is_allowed(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(text, "c.toml")
+
+
+def test_explicit_missing_file_is_an_error_but_missing_default_is_not(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(str(tmp_path / "nope.toml"))
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(None, {"EDGEVOICE_CONFIG": str(tmp_path / "nope.toml")})
+    path = tmp_path / "c.toml"
+    path.write_text("[leds]\nenabled = false\n")
+    assert load_config(None, {"EDGEVOICE_CONFIG": str(path)}).leds.enabled is False
+    assert load_config(str(path)).source == str(path)
+
+
+def test_warnings_for_models_with_a_shutdown_date_and_unknown_models() -> None:
+    assert config_warnings(Config()) == []
+    warn = config_warnings(parse_config("[realtime]\nmodel = 'gpt-realtime'\nreasoning_effort = 'low'"))
+    assert any("shutdown" in w for w in warn) and any("reasoning_effort is ignored" in w for w in warn)
+    assert any(
+        "not one edgevoice was tested with" in w for w in config_warnings(parse_config("[realtime]\nmodel = 'gpt-9'"))
+    )
