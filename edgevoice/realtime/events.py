@@ -1,0 +1,294 @@
+"""The Realtime API's GA wire format: builders for the client events edgevoice sends, and a parser that
+turns the server's JSON (untrusted network input) into the few typed events the device acts on.
+
+Client events are plain dicts: only the fields we mean are present, so nothing unset goes out as `null`
+(in `session.update`, a `null` turn_detection turns VAD off; see REALTIME.md). Every builder's output is
+checked against the official `openai` types in the tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from edgevoice.realtime.settings import RealtimeSettings
+
+PCM_RATE = 24000
+
+
+class ProtocolError(Exception):
+    """A server frame we cannot use (not JSON, not an object, a field missing or of the wrong type)."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Client events
+
+
+def session_update(settings: RealtimeSettings) -> dict[str, Any]:
+    """The GA `session.update` for our settings (model and endpoint are fixed by the URL)."""
+    audio_format = {"type": "audio/pcm", "rate": PCM_RATE}
+    td = settings.turn_detection
+    turn_detection: dict[str, Any] | None
+    if td.type == "none":
+        turn_detection = None  # push-to-talk: the client commits
+    elif td.type == "server_vad":
+        turn_detection = {
+            "type": "server_vad",
+            "threshold": td.threshold,
+            "prefix_padding_ms": td.prefix_padding_ms,
+            "silence_duration_ms": td.silence_duration_ms,
+            "create_response": True,
+            "interrupt_response": td.interrupt_response,
+        }
+    else:
+        turn_detection = {
+            "type": "semantic_vad",
+            "eagerness": td.eagerness,
+            "create_response": True,
+            "interrupt_response": td.interrupt_response,
+        }
+    audio_in: dict[str, Any] = {"format": audio_format, "turn_detection": turn_detection}
+    audio_in["noise_reduction"] = None if settings.noise_reduction == "off" else {"type": settings.noise_reduction}
+    if settings.transcription.model:
+        transcription = {"model": settings.transcription.model}
+        if settings.transcription.language:
+            transcription["language"] = settings.transcription.language
+        audio_in["transcription"] = transcription
+    session: dict[str, Any] = {
+        "type": "realtime",
+        "output_modalities": ["audio"],
+        "instructions": settings.instructions,
+        "audio": {"input": audio_in, "output": {"format": audio_format, "voice": settings.voice}},
+    }
+    if settings.reasoning_effort and settings.model.startswith("gpt-realtime-2"):
+        session["reasoning"] = {"effort": settings.reasoning_effort}
+    return {"type": "session.update", "session": session}
+
+
+def audio_append(pcm: np.ndarray) -> dict[str, Any]:
+    """`input_audio_buffer.append` of int16 samples at 24 kHz (little-endian on the wire)."""
+    data = pcm.astype("<i2", copy=False).tobytes()
+    return {"type": "input_audio_buffer.append", "audio": base64.b64encode(data).decode("ascii")}
+
+
+def audio_commit() -> dict[str, Any]:
+    return {"type": "input_audio_buffer.commit"}
+
+
+def audio_clear() -> dict[str, Any]:
+    return {"type": "input_audio_buffer.clear"}
+
+
+def response_create() -> dict[str, Any]:
+    return {"type": "response.create"}
+
+
+def response_cancel(response_id: str | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {"type": "response.cancel"}
+    if response_id:
+        event["response_id"] = response_id
+    return event
+
+
+def item_truncate(item_id: str, audio_end_ms: int) -> dict[str, Any]:
+    return {
+        "type": "conversation.item.truncate",
+        "item_id": item_id,
+        "content_index": 0,
+        "audio_end_ms": max(0, int(audio_end_ms)),
+    }
+
+
+def user_text(text: str) -> dict[str, Any]:
+    return {
+        "type": "conversation.item.create",
+        "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
+    }
+
+
+def encode(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Server events, as the device sees them
+
+
+@dataclass(frozen=True)
+class SessionStarted:
+    session_id: str
+    model: str
+
+
+@dataclass(frozen=True)
+class SessionConfigured:
+    """`session.updated`: our configuration is in effect."""
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    item_id: str
+    audio_start_ms: int
+
+
+@dataclass(frozen=True)
+class SpeechStopped:
+    item_id: str
+    audio_end_ms: int
+
+
+@dataclass(frozen=True)
+class InputCommitted:
+    item_id: str
+
+
+@dataclass(frozen=True)
+class ResponseCreated:
+    response_id: str
+
+
+@dataclass(frozen=True)
+class AudioDelta:
+    response_id: str
+    item_id: str
+    samples: np.ndarray = field(compare=False)  # int16 at 24 kHz
+
+
+@dataclass(frozen=True)
+class Transcript:
+    role: Literal["user", "assistant"]
+    item_id: str
+    text: str
+    final: bool
+
+
+@dataclass(frozen=True)
+class ResponseDone:
+    response_id: str
+    status: str  # completed | cancelled | failed | incomplete
+    reason: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    usage: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class ServerError:
+    code: str | None
+    message: str
+    error_type: str | None = None
+    param: str | None = None
+    event_id: str | None = None  # the client event at fault, when the server says which
+
+
+ServerEvent = (
+    SessionStarted
+    | SessionConfigured
+    | SpeechStarted
+    | SpeechStopped
+    | InputCommitted
+    | ResponseCreated
+    | AudioDelta
+    | Transcript
+    | ResponseDone
+    | ServerError
+)
+
+
+def _get(event: dict[str, Any], key: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
+    value = event.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ProtocolError(f"{event.get('type')} has no valid {key!r} (got {type(value).__name__})")
+    return value
+
+
+def _decode_pcm(event: dict[str, Any]) -> np.ndarray:
+    try:
+        data = base64.b64decode(_get(event, "delta", str), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ProtocolError(f"{event['type']} carries audio that is not base64: {exc}") from None
+    if len(data) % 2:
+        raise ProtocolError(f"{event['type']} carries an odd number of bytes of 16-bit audio")
+    return np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False)
+
+
+def _response_done(event: dict[str, Any]) -> ResponseDone:
+    response = _get(event, "response", dict)
+    details = response.get("status_details") if isinstance(response.get("status_details"), dict) else {}
+    error = details.get("error") if isinstance(details.get("error"), dict) else {}
+    usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
+    return ResponseDone(
+        response_id=_get(response, "id", str),
+        status=_get(response, "status", str),
+        reason=details.get("reason") if isinstance(details.get("reason"), str) else None,
+        error_code=error.get("code") if isinstance(error.get("code"), str) else None,
+        error_message=error.get("message") if isinstance(error.get("message"), str) else None,
+        usage=usage,
+    )
+
+
+def _server_error(event: dict[str, Any]) -> ServerError:
+    error = _get(event, "error", dict)
+
+    def text(key: str) -> str | None:
+        return error[key] if isinstance(error.get(key), str) else None
+
+    return ServerError(
+        code=text("code"),
+        message=text("message") or "(no message)",
+        error_type=text("type"),
+        param=text("param"),
+        event_id=text("event_id"),
+    )
+
+
+def parse_server_event(raw: str | bytes) -> ServerEvent | None:
+    """The typed event for a server frame, None for event types the device does not act on.
+
+    Raises ProtocolError for anything malformed; the caller logs it and carries on.
+    """
+    if isinstance(raw, bytes):
+        raise ProtocolError("binary frame (the Realtime API sends only JSON text)")
+    try:
+        event = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError(f"frame is not JSON: {exc}") from None
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        raise ProtocolError("frame is not a JSON object with a string 'type'")
+    kind = event["type"]
+    match kind:
+        case "session.created":
+            session = _get(event, "session", dict)
+            return SessionStarted(str(session.get("id", "")), str(session.get("model", "")))
+        case "session.updated":
+            return SessionConfigured()
+        case "input_audio_buffer.speech_started":
+            return SpeechStarted(_get(event, "item_id", str), _get(event, "audio_start_ms", int))
+        case "input_audio_buffer.speech_stopped":
+            return SpeechStopped(_get(event, "item_id", str), _get(event, "audio_end_ms", int))
+        case "input_audio_buffer.committed":
+            return InputCommitted(_get(event, "item_id", str))
+        case "response.created":
+            return ResponseCreated(_get(_get(event, "response", dict), "id", str))
+        case "response.output_audio.delta":
+            return AudioDelta(_get(event, "response_id", str), _get(event, "item_id", str), _decode_pcm(event))
+        case "response.output_audio_transcript.delta":
+            return Transcript("assistant", _get(event, "item_id", str), _get(event, "delta", str), False)
+        case "response.output_audio_transcript.done":
+            return Transcript("assistant", _get(event, "item_id", str), _get(event, "transcript", str), True)
+        case "conversation.item.input_audio_transcription.delta":
+            return Transcript("user", _get(event, "item_id", str), _get(event, "delta", str), False)
+        case "conversation.item.input_audio_transcription.completed":
+            return Transcript("user", _get(event, "item_id", str), _get(event, "transcript", str), True)
+        case "response.done":
+            return _response_done(event)
+        case "error":
+            return _server_error(event)
+    return None

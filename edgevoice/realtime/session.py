@@ -1,0 +1,289 @@
+"""One connection to the Realtime API: open, configure, stream events both ways, close.
+
+`RealtimeSession.open()` connects with the credentials in a header, waits for `session.created`, sends
+our `session.update` and waits for `session.updated`. Then two tasks run, one per direction: a reader
+that parses every server frame into a typed event for `on_event`, and a writer that drains the outgoing
+queue, so that nobody sending audio ever waits on the network. Any failure ends in a `SessionError`
+with a `kind` the caller can act on and a message an operator can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from edgevoice import __version__
+from edgevoice.realtime import events
+from edgevoice.realtime.settings import RealtimeSettings
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 16 * 1024 * 1024  # session.created and item retrievals can exceed websockets' 1 MiB default
+MAX_QUEUED_EVENTS = 1000  # ~20 s of 20 ms audio frames; beyond that the link is not keeping up
+
+ErrorKind = Literal["auth", "network", "rate_limit", "server", "protocol", "expired", "closed"]
+
+
+class SessionError(Exception):
+    """Why a session could not open or ended; `kind` says what to do about it."""
+
+    def __init__(self, kind: ErrorKind, message: str, *, status: int | None = None, close_code: int | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.close_code = close_code
+
+    @property
+    def needs_person(self) -> bool:
+        """Retrying will not help until somebody fixes the key or the configuration."""
+        return self.kind == "auth"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    headers: dict[str, str]
+
+    @property
+    def host(self) -> str:
+        return urllib.parse.urlsplit(self.url).hostname or "?"
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "::1", "localhost")
+
+
+def endpoint_for(settings: RealtimeSettings, api_key: str) -> Endpoint:
+    """The URL (with `?model=`) and the auth header for the configured provider."""
+    parts = urllib.parse.urlsplit(settings.url)
+    query = urllib.parse.parse_qsl(parts.query)
+    if not any(k == "model" for k, _ in query):
+        query.append(("model", settings.model))
+    url = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+    headers = {"api-key": api_key} if settings.provider == "azure" else {"Authorization": f"Bearer {api_key}"}
+    return Endpoint(url, headers)
+
+
+def classify_close(code: int | None, reason: str) -> SessionError:
+    """What a close frame from the server means for us."""
+    text = f"the server closed the connection (code {code}{': ' + reason if reason else ''})"
+    if code == 3000:
+        return SessionError("auth", f"{text}; the API key was refused", close_code=code)
+    if code == 4000:
+        return SessionError("protocol", f"{text}; it rejected the protocol shape", close_code=code)
+    if code == 1001 or "maximum duration" in reason:
+        return SessionError("expired", text, close_code=code)
+    if code == 1000:
+        return SessionError("closed", text, close_code=code)
+    return SessionError("network", text, close_code=code)
+
+
+def _handshake_error(exc: Exception, endpoint: Endpoint) -> SessionError:
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        if status in (401, 403):
+            return SessionError(
+                "auth",
+                f"{endpoint.host} refused the API key (HTTP {status}); check the key "
+                "(systemd credential, [realtime] api_key_file or OPENAI_API_KEY) and its access to the model",
+                status=status,
+            )
+        if status == 429:
+            return SessionError("rate_limit", f"{endpoint.host} is rate limiting us (HTTP 429)", status=status)
+        if status >= 500:
+            return SessionError("server", f"{endpoint.host} failed the handshake (HTTP {status})", status=status)
+        return SessionError("protocol", f"{endpoint.host} refused the handshake (HTTP {status})", status=status)
+    if isinstance(exc, InvalidURI):
+        return SessionError("protocol", f"[realtime] url is not a WebSocket URL: {exc}")
+    if isinstance(exc, TimeoutError):
+        return SessionError("network", f"{endpoint.host} did not answer in time")
+    if isinstance(exc, OSError):
+        return SessionError("network", f"cannot reach {endpoint.host}: {exc.strerror or exc}")
+    return SessionError("network", f"handshake with {endpoint.host} failed: {exc}")
+
+
+class RealtimeSession:
+    """A single Realtime API session over one WebSocket connection."""
+
+    def __init__(
+        self, settings: RealtimeSettings, api_key: str, on_event: Callable[[events.ServerEvent], None]
+    ) -> None:
+        self.settings = settings
+        self.endpoint = endpoint_for(settings, api_key)
+        self._on_event = on_event
+        self._ws: ClientConnection | None = None
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed: asyncio.Future[SessionError] = asyncio.get_running_loop().create_future()
+        self.session_id = ""
+        self.dropped_events = 0
+        self.malformed_events = 0
+
+    # ---- lifecycle -----------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect and configure; raises SessionError."""
+        timeout = self.settings.connect_timeout_s
+        try:
+            self._ws = await connect(
+                self.endpoint.url,
+                additional_headers=self.endpoint.headers,
+                user_agent_header=f"edgevoice/{__version__}",
+                compression=None,  # base64 audio does not compress; deflate would only cost CPU
+                max_size=MAX_FRAME_BYTES,
+                open_timeout=timeout,
+                ping_interval=10,
+                ping_timeout=10,
+                close_timeout=2,
+                proxy=None if self.endpoint.is_loopback else True,
+            )
+        except (InvalidHandshake, OSError, TimeoutError) as exc:
+            raise _handshake_error(exc, self.endpoint) from None
+        try:
+            async with asyncio.timeout(timeout):
+                await self._expect(events.SessionStarted)
+                await self._ws.send(events.encode(events.session_update(self.settings)))
+                await self._expect(events.SessionConfigured)
+        except TimeoutError:
+            await self._abort()
+            raise SessionError(
+                "network", f"{self.endpoint.host} did not confirm the session in {timeout:.0f} s"
+            ) from None
+        except ConnectionClosed:
+            await self._abort()
+            raise self._close_error() from None
+        except SessionError:
+            await self._abort()
+            raise
+        self._tasks = [
+            asyncio.create_task(self._read(), name="realtime-reader"),
+            asyncio.create_task(self._write(), name="realtime-writer"),
+        ]
+        log.info("realtime session %s open (%s)", self.session_id or "?", self.settings.model)
+
+    async def _expect(self, kind: type) -> None:
+        """Read frames until one of `kind`; an error event during set-up fails the session."""
+        assert self._ws is not None
+        while True:
+            event = self._parse(await self._ws.recv())
+            if isinstance(event, events.SessionStarted):
+                self.session_id = event.session_id
+            if isinstance(event, events.ServerError):
+                kind_ = "auth" if event.code in ("invalid_api_key", "beta_api_shape_disabled") else "protocol"
+                raise SessionError(kind_, f"the server refused the session: {event.message} ({event.code})")
+            if isinstance(event, kind):
+                return
+
+    async def wait_closed(self) -> SessionError:
+        """Wait until the session ends; returns why."""
+        return await asyncio.shield(self._closed)
+
+    @property
+    def is_open(self) -> bool:
+        return self._ws is not None and not self._closed.done()
+
+    async def close(self) -> None:
+        """Close cleanly (code 1000)."""
+        self._finish(SessionError("closed", "closed by edgevoice", close_code=1000))
+        for task in self._tasks:
+            task.cancel()
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _abort(self) -> None:
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+
+    def _finish(self, error: SessionError) -> None:
+        if not self._closed.done():
+            self._closed.set_result(error)
+
+    # ---- the two I/O tasks ---------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        try:
+            async for frame in self._ws:
+                event = self._parse(frame)
+                if event is not None:
+                    try:
+                        self._on_event(event)
+                    except Exception:  # a bug in a handler must not take the connection down
+                        log.exception("handling %s failed", type(event).__name__)
+            self._finish(self._close_error())
+        except ConnectionClosed:
+            self._finish(self._close_error())
+        except Exception as exc:  # pragma: no cover - defensive: report instead of dying silently
+            log.exception("realtime reader failed")
+            self._finish(SessionError("network", f"reading from the server failed: {exc}"))
+        finally:
+            for task in self._tasks:
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+    async def _write(self) -> None:
+        assert self._ws is not None
+        try:
+            while True:
+                await self._ws.send(await self._outbox.get())
+        except ConnectionClosed:
+            self._finish(self._close_error())
+
+    def _close_error(self) -> SessionError:
+        rcvd = self._ws.protocol.close_rcvd if self._ws is not None else None
+        if rcvd is None:
+            return SessionError("network", f"the connection to {self.endpoint.host} was lost")
+        return classify_close(rcvd.code, rcvd.reason)
+
+    def _parse(self, frame: str | bytes) -> events.ServerEvent | None:
+        try:
+            return events.parse_server_event(frame)
+        except events.ProtocolError as exc:
+            self.malformed_events += 1
+            log.warning("ignoring a malformed server event: %s", exc)
+            return None
+
+    # ---- sending (never waits: the writer task does) --------------------------------------------------
+
+    def send(self, event: dict[str, Any]) -> None:
+        if self._closed.done():
+            return
+        if self._outbox.qsize() >= MAX_QUEUED_EVENTS:
+            self.dropped_events += 1
+            if self.dropped_events % 50 == 1:
+                log.warning("the link is not keeping up; %d events dropped so far", self.dropped_events)
+            return
+        self._outbox.put_nowait(events.encode(event))
+
+    def append_audio(self, frame: np.ndarray) -> None:
+        self.send(events.audio_append(frame))
+
+    def commit_input(self) -> None:
+        self.send(events.audio_commit())
+
+    def clear_input(self) -> None:
+        self.send(events.audio_clear())
+
+    def create_response(self) -> None:
+        self.send(events.response_create())
+
+    def cancel_response(self) -> None:
+        self.send(events.response_cancel())
+
+    def truncate(self, item_id: str, audio_end_ms: int) -> None:
+        self.send(events.item_truncate(item_id, audio_end_ms))
