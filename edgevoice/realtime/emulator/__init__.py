@@ -1,0 +1,31 @@
+"""A local server that speaks the OpenAI Realtime API (GA, WebSocket) well enough for edgevoice to run on.
+
+Used by `edgevoice demo`, `edgevoice emulator` and the tests: no network, no key, no cost. It answers with
+scripted replies (tones with a transcript, or tool calls) and injects the faults a field device meets.
+It is a leaf: it imports only the standard library, numpy and websockets, never the rest of edgevoice.
+
+The modules, from the outside in:
+    server        the listening socket, handshake rules, connection registry, fault injection (public API)
+    handshake     HTTP refusals, credentials, redacted handshake records
+    session       one connection's protocol state machine
+    checks, schema, requests   validation of untrusted client events and session/response/item shapes
+    conversation  the conversation's items (for truncate, delete, previous_item_id)
+    response      one response streaming audio, transcript or a tool call
+    audio         tones, energy VAD, the input buffer, G.711
+    events        builders of the server events
+    script        settings and scripted replies
+"""
+
+from .handshake import HandshakeRecord
+from .script import EmulatorSettings, FunctionCallReply, SpokenReply, Tone
+from .server import RealtimeEmulator, serve
+
+__all__ = [
+    "EmulatorSettings",
+    "FunctionCallReply",
+    "HandshakeRecord",
+    "RealtimeEmulator",
+    "SpokenReply",
+    "Tone",
+    "serve",
+]
