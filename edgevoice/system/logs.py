@@ -1,0 +1,84 @@
+"""Logging set-up: journald under systemd, stderr otherwise, and secrets scrubbed from every record.
+
+The redaction is a last line of defence: code never logs the key on purpose, but a library might (the
+websockets client logs request headers at debug level). Known secret values are replaced wherever they
+appear, and so is anything shaped like a bearer token or an OpenAI key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+
+_PATTERNS = [
+    re.compile(r"(?i)(authorization:\s*bearer\s+)\S+"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"(?i)(api-key[\"']?\s*[:=]\s*[\"']?)[^\s\"',]+"),
+    re.compile(r"()\b(?:sk|ek)[-_][A-Za-z0-9_-]{8,}"),
+]
+REDACTED = "<redacted>"
+
+
+class RedactSecrets(logging.Filter):
+    """Replace registered secret values and key-shaped strings in a record's final message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        for pattern in _PATTERNS:
+            text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = self.redact(message)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_redactor = RedactSecrets()
+
+
+def add_secret(value: str) -> None:
+    """Never let this value reach a log line."""
+    if value and len(value) >= 6:
+        _redactor.secrets.add(value)
+
+
+def under_systemd(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+    return bool(environ.get("INVOCATION_ID") or environ.get("JOURNAL_STREAM"))
+
+
+def setup_logging(level: str = "info", *, journald: bool | None = None) -> None:
+    """Configure the root logger once: journald when run by systemd, stderr otherwise."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler: logging.Handler | None = None
+    if journald if journald is not None else under_systemd():
+        try:
+            from systemd.journal import JournalHandler
+
+            handler = JournalHandler(SYSLOG_IDENTIFIER="edgevoice")
+            handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        except ImportError:
+            handler = None
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.addFilter(_redactor)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # websockets logs every frame (and the request headers) at debug level: too much, and secret-bearing.
+    logging.getLogger("websockets").setLevel(max(logging.INFO, root.level))
