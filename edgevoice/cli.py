@@ -1,0 +1,120 @@
+"""The `edgevoice` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from edgevoice import __version__
+
+log = logging.getLogger("edgevoice")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from edgevoice.config import ConfigError, config_warnings, load_config
+    from edgevoice.daemon import Daemon
+    from edgevoice.realtime.credentials import CredentialsError, load_api_key
+    from edgevoice.system.logs import add_secret, setup_logging
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"edgevoice: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.logging.level)
+    log.info("edgevoice %s starting with %s", __version__, config.source)
+    for warning in config_warnings(config):
+        log.warning("%s", warning)
+    key, problem = None, ""
+    try:
+        key = load_api_key(config.realtime.api_key_file)
+        add_secret(key.value)
+        log.info("API key from %s", key.source)
+    except CredentialsError as exc:
+        problem = str(exc)
+        log.error("%s", problem)
+    daemon = Daemon(config, api_key=key, key_problem=problem)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, daemon.stop)
+        await daemon.run()
+
+    asyncio.run(main())
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from edgevoice.demo import DEFAULT_PHRASE, run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="  %(levelname)s %(name)s: %(message)s")
+    return run_demo(Path(args.out), vad=args.vad, phrase=args.say or DEFAULT_PHRASE)
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from edgevoice.audio.devices import describe_devices, list_devices, open_portaudio
+
+    pa = open_portaudio()
+    try:
+        devices = list_devices(pa)
+    finally:
+        pa.terminate()
+    if args.json:
+        print(json.dumps([asdict(d) for d in devices], indent=2))
+    else:
+        print(describe_devices(devices))
+        print("\nChoose with [audio] input_device / output_device = an index or a part of a name.")
+    return 0
+
+
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    from edgevoice.realtime.emulator import EmulatorSettings, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    settings = EmulatorSettings(host=args.host, port=args.port)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(settings))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgevoice", description="A voice terminal for the OpenAI Realtime API.")
+    parser.add_argument("--version", action="version", version=f"edgevoice {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon (what systemd starts)")
+    run.add_argument("--config", help="config file (default: $EDGEVOICE_CONFIG or /etc/edgevoice/config.toml)")
+    run.set_defaults(func=_cmd_run)
+
+    demo = sub.add_parser("demo", help="the whole pipeline with simulated hardware and the built-in emulator")
+    demo.add_argument("--out", default="edgevoice-demo.wav", help="where to write the recorded speaker (WAV)")
+    demo.add_argument("--vad", action="store_true", help="let server VAD end the turn instead of push-to-talk")
+    demo.add_argument("--say", help="what the simulated visitor says")
+    demo.set_defaults(func=_cmd_demo)
+
+    devices = sub.add_parser("devices", help="list audio inputs and outputs")
+    devices.add_argument("--json", action="store_true", help="machine-readable output")
+    devices.set_defaults(func=_cmd_devices)
+
+    emulator = sub.add_parser("emulator", help="run the local Realtime-protocol server for development")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8765)
+    emulator.set_defaults(func=_cmd_emulator)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
