@@ -344,13 +344,17 @@ class Conversation:
     def _interrupt(self, *, server_cancelled: bool) -> None:
         """Barge-in: silence the speaker now, tell the server what was heard, stop the answer."""
         item = self._item_playing
-        if item is not None and self.playback.busy:
-            played = self.playback.played_ms(item)
+        if item is not None:
+            played, received = self.playback.played_ms(item), self.playback.received_ms(item)
+            # Finished = no more audio coming and all of it played. (Not `busy`: when the server streams
+            # at real time the speaker runs dry between chunks while the answer is far from over.)
+            finished = self._response_id is None and played >= received
             self.playback.stop()
-            heard = int(min(played, self.playback.received_ms(item)))
-            if self._uplink is not None:
-                self._uplink.truncate(item, heard)
-            self._emit({"event": "interrupted", "item_id": item, "played_ms": heard})
+            if not finished:
+                heard = int(min(played, received))
+                if self._uplink is not None:
+                    self._uplink.truncate(item, heard)
+                self._emit({"event": "interrupted", "item_id": item, "played_ms": heard})
         if self._response_id is not None:
             self._ignored_responses.add(self._response_id)
             if not server_cancelled and self._uplink is not None:

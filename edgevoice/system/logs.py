@@ -80,5 +80,9 @@ def setup_logging(level: str = "info", *, journald: bool | None = None) -> None:
     handler.addFilter(_redactor)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # websockets logs every frame (and the request headers) at debug level: too much, and secret-bearing.
-    logging.getLogger("websockets").setLevel(max(logging.INFO, root.level))
+    quiet_noisy_loggers()
+
+
+def quiet_noisy_loggers() -> None:
+    """websockets logs every frame, and the request headers, at debug level: too much, and secret-bearing."""
+    logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLogger().level))

@@ -69,6 +69,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("edgevoice.emulator")
+# websockets logs request headers (credentials included) and every frame at debug level: never below INFO.
+_websockets_logger = logging.getLogger("edgevoice.emulator.websockets")
+_websockets_logger.setLevel(logging.INFO)
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 DEFAULT_RATE_LIMIT_MESSAGE = "Rate limit reached for requests per day (RPD). Please try again in 20s."
@@ -158,7 +161,7 @@ class RealtimeEmulator:
             ping_interval=None,
             close_timeout=2.0,
             server_header="edgevoice-emulator",
-            logger=logging.getLogger("edgevoice.emulator.websockets"),
+            logger=_websockets_logger,
         )
         logger.debug("Realtime emulator listening on %s", self.url)
 

@@ -1,0 +1,240 @@
+"""Whole conversation turns through the real components: ALSA/PortAudio (virtual card), gpiozero mock
+pins, the daemon, a real WebSocket to the emulator. Every test also checks wire conformance."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import numpy as np
+from conftest import silence, speak
+from device import Device, dominant_hz, tone_segments
+from scipy.signal import resample_poly
+
+from edgevoice.audio.settings import AudioSettings
+from edgevoice.config import Config
+from edgevoice.realtime.emulator import EmulatorSettings, SpokenReply, Tone
+from edgevoice.virtual_audio import VirtualSoundCard
+
+RATE = 48000
+LEAD = 0.5
+LONG_REPLY = SpokenReply("This is a long answer that goes on.", (Tone(500.0, 1.5), Tone(700.0, 1.5)))
+
+
+def uplink_audio(device: Device) -> np.ndarray:
+    chunks = [base64.b64decode(e["audio"]) for e in device.sent("input_audio_buffer.append")]
+    return np.frombuffer(b"".join(chunks), dtype="<i2")
+
+
+def test_push_to_talk_turn_end_to_end(sound_card: VirtualSoundCard) -> None:
+    speech = speak("What time is it?")
+    mic = np.concatenate((silence(LEAD), speech, silence(20)))
+    speech_end = LEAD + len(speech) / RATE
+
+    async def scenario() -> Device:
+        async with Device(sound_card, mic=mic) as device:
+            await device.wait_capture(LEAD - 0.2)
+            device.press()
+            await device.wait_capture(speech_end + 0.2)
+            device.release()
+            await device.wait_state("idle", after="speaking")
+            await asyncio.sleep(0.2)
+        return device
+
+    device = asyncio.run(scenario())
+    assert device.states == ["idle", "connecting", "listening", "thinking", "speaking", "idle"]
+    kinds = [e["type"] for e in device.emulator.received]
+    assert kinds[0] == "session.update" and kinds[-2:] == ["input_audio_buffer.commit", "response.create"]
+    # The uplink is 20 ms frames of exactly the microphone's samples, resampled 48 -> 24 kHz.
+    frames = device.sent("input_audio_buffer.append")
+    assert all(len(base64.b64decode(f["audio"])) == 960 for f in frames)
+    sent = uplink_audio(device)
+    expected = np.clip(np.rint(resample_poly(mic[: 30 * RATE].astype(np.float64), 1, 2)), -32768, 32767).astype(
+        np.int16
+    )
+    j = int(np.flatnonzero(sent)[0])  # align on the first sound (leading silence matches anywhere)
+    probe = sent[j : j + 480]
+    offsets = [i for i in np.flatnonzero(expected == probe[0]) if np.array_equal(expected[i : i + 480], probe)]
+    assert len(offsets) == 1, "the uplink's first sound is not (once) in the microphone's signal"
+    start = offsets[0] - j
+    assert start >= 0 and np.array_equal(sent, expected[start : start + len(sent)])
+    assert len(sent) / 24000 > len(speech) / RATE  # the whole phrase went up
+    # The answer (the emulator's 440/660/880 Hz tones) came out of the speaker, once, in full.
+    played = sound_card.read_speaker()
+    segments = tone_segments(played, RATE)
+    assert len(segments) == 1, segments
+    start_s, end_s = segments[0]
+    assert abs((end_s - start_s) - 0.9) < 0.05
+    thirds = np.array_split(played[int(start_s * RATE) : int(end_s * RATE)], 3)
+    assert [round(dominant_hz(t, RATE) / 10) * 10 for t in thirds] == [440, 660, 880]
+    latency = device.of("latency")
+    assert len(latency) == 1 and 0 < latency[0]["ms"] < 1500
+    transcripts = [(e["role"], e["text"]) for e in device.of("transcript") if e["final"]]
+    assert ("assistant", "Hello from the edgevoice emulator.") in transcripts
+    assert any(role == "user" for role, _ in transcripts)
+    assert [e["pattern"] for e in device.of("led")][:3] == ["off", "blink 0.1s on / 0.4s off", "on"]
+    device.check_conformance()
+
+
+def test_server_vad_turn_and_barge_in_by_voice(sound_card: VirtualSoundCard) -> None:
+    first, second = speak("Tell me a story."), speak("Stop, please.")
+    gap = 1.9  # the second phrase starts while the (3 s) first answer is playing
+    mic = np.concatenate((silence(LEAD), first, silence(gap), second, silence(20)))
+
+    async def scenario() -> Device:
+        realtime = EmulatorSettings(realtime_factor=1.0, response_delay_s=0.1)  # still streaming at the barge-in
+        async with Device(sound_card, mic=mic, vad=True, emulator=realtime) as device:
+            device.emulator.queue_reply(LONG_REPLY)
+            await device.wait_capture(LEAD - 0.3)
+            device.press()
+            await asyncio.sleep(0.1)
+            device.release()
+            await device.until(lambda: device.of("interrupted"), 15, "the barge-in")
+            await device.wait_state("idle", after="speaking")
+            await asyncio.sleep(0.2)
+        return device
+
+    device = asyncio.run(scenario())
+    states = device.states
+    assert states[:5] == ["idle", "connecting", "listening", "thinking", "speaking"]
+    assert states[5:] == ["listening", "thinking", "speaking", "listening", "idle"]
+    # The server interrupted the response itself (interrupt_response), so edgevoice only truncated.
+    assert not device.sent("response.cancel")
+    (truncate,) = device.sent("conversation.item.truncate")
+    interrupted = device.of("interrupted")[0]
+    assert truncate["audio_end_ms"] == interrupted["played_ms"]
+    # What the speaker really played of the first answer is what the server was told was heard.
+    segments = tone_segments(sound_card.read_speaker(), RATE)
+    assert len(segments) == 2, segments
+    heard_ms = (segments[0][1] - segments[0][0]) * 1000
+    assert 200 < truncate["audio_end_ms"] < 2500
+    assert abs(heard_ms - truncate["audio_end_ms"]) < 100, (heard_ms, truncate)
+    cancelled = [
+        e for e in device.emulator.sent if e["type"] == "response.done" and e["response"]["status"] == "cancelled"
+    ]
+    assert len(cancelled) == 1
+    device.check_conformance()
+
+
+def test_button_interrupts_the_answer_and_starts_a_new_turn(sound_card: VirtualSoundCard) -> None:
+    question, follow_up = speak("Tell me a story."), speak("Never mind.")
+    mic = np.concatenate((silence(LEAD), question, silence(1.5), follow_up, silence(20)))
+    follow_start = LEAD + len(question) / RATE + 1.5
+    follow_end = follow_start + len(follow_up) / RATE
+    slow = EmulatorSettings(realtime_factor=1.0, response_delay_s=0.1)  # the response is still streaming
+
+    async def scenario() -> Device:
+        async with Device(sound_card, mic=mic, emulator=slow) as device:
+            device.emulator.queue_reply(LONG_REPLY)
+            await device.wait_capture(LEAD - 0.2)
+            device.press()
+            await device.wait_capture(follow_start - 1.5 + 0.1)
+            device.release()
+            await device.wait_state("speaking")
+            await device.wait_capture(follow_start - 0.2)
+            device.press()  # talk over the answer
+            await device.until(lambda: device.of("interrupted"), 5, "the barge-in")
+            await device.wait_capture(follow_end + 0.2)
+            device.release()
+            await device.wait_state("idle", after="speaking")
+            await device.wait_state("idle", after="thinking")
+            await asyncio.sleep(0.2)
+        return device
+
+    device = asyncio.run(scenario())
+    assert device.states == [
+        "idle", "connecting", "listening", "thinking", "speaking", "listening", "thinking", "speaking", "idle",
+    ]  # fmt: skip
+    assert len(device.sent("response.cancel")) == 1  # push-to-talk: nobody else cancels it
+    (truncate,) = device.sent("conversation.item.truncate")
+    segments = tone_segments(sound_card.read_speaker(), RATE)
+    assert len(segments) == 2, segments
+    heard_ms = (segments[0][1] - segments[0][0]) * 1000
+    assert abs(heard_ms - truncate["audio_end_ms"]) < 100, (heard_ms, truncate)
+    # Nothing of the interrupted answer played after the cut: the second segment is the default reply.
+    assert abs((segments[1][1] - segments[1][0]) - 0.9) < 0.05
+    device.check_conformance()
+
+
+def test_malformed_server_events_are_logged_and_the_turn_completes(sound_card: VirtualSoundCard) -> None:
+    speech = speak("Hello there.")
+    mic = np.concatenate((silence(LEAD), speech, silence(20)))
+
+    async def scenario() -> Device:
+        async with Device(sound_card, mic=mic) as device:
+            await device.wait_capture(LEAD - 0.2)
+            device.press()
+            await device.wait_state("listening")
+            for garbage in (
+                "not json",
+                "[]",
+                '{"type": "response.output_audio.delta", "delta": "***"}',
+                '{"type": "input_audio_buffer.speech_started", "audio_start_ms": "soon"}',
+                '{"type": "error", "error": {"type": "server_error", "code": "oops", "message": "a hiccup"}}',
+            ):
+                await device.emulator.inject(garbage)
+            await device.wait_capture(LEAD + len(speech) / RATE + 0.2)
+            device.release()
+            await device.wait_state("idle", after="speaking")
+        return device
+
+    device = asyncio.run(scenario())
+    assert device.states[-3:] == ["thinking", "speaking", "idle"]
+    assert sum("ignoring a malformed server event" in line for line in device.log.lines) == 4
+    assert any(e["code"] == "oops" and e["message"] == "a hiccup" for e in device.of("error"))
+
+
+def test_unreachable_endpoint_shows_offline_and_a_press_retries(sound_card: VirtualSoundCard) -> None:
+    async def scenario() -> Device:
+        async with Device(sound_card, mic=silence(30), url="ws://127.0.0.1:9/v1/realtime") as device:
+            await device.wait_capture(0.2)
+            device.press()
+            await device.wait_state("offline")
+            device.release()
+            await asyncio.sleep(0.1)
+            device.press()
+            await device.until(lambda: device.states.count("offline") == 2, 15, "the second attempt")
+            device.release()
+        return device
+
+    device = asyncio.run(scenario())
+    assert device.states == ["idle", "connecting", "offline", "connecting", "offline"]
+    errors = device.of("error")
+    assert errors and all("cannot reach 127.0.0.1" in e["message"] for e in errors)
+
+
+def test_refused_key_shows_error_and_never_reaches_the_logs(sound_card: VirtualSoundCard) -> None:
+    secret = "sk-wrong-" + "Zq7" * 12
+    for mode in ("http401", "close3000"):
+        emulator = EmulatorSettings(api_key="sk-right-key-0123456789", bad_key_mode=mode)
+
+        async def scenario(emulator: EmulatorSettings = emulator) -> Device:
+            async with Device(sound_card, mic=silence(30), emulator=emulator, api_key=secret) as device:
+                await device.wait_capture(0.2)
+                device.press()
+                await device.wait_state("error")
+                device.release()
+            return device
+
+        device = asyncio.run(scenario())
+        assert device.states == ["idle", "connecting", "error"]
+        message = device.of("error")[-1]["message"]
+        assert "API key" in message or "invalid_api_key" in message, message
+        assert len(device.log.lines) > 10
+        assert not any(secret in line for line in device.log.lines)
+
+
+def test_missing_microphone_is_an_error_that_lists_the_devices(sound_card: VirtualSoundCard) -> None:
+    config = Config(audio=AudioSettings(input_device="no-such-microphone", output_device="ev_spk"))
+
+    async def scenario() -> Device:
+        async with Device(sound_card, mic=silence(5), config=config) as device:
+            await device.wait_state("error")
+            device.press()  # the daemon is alive and still answers the button
+            await asyncio.sleep(0.1)
+        return device
+
+    device = asyncio.run(scenario())
+    message = device.of("error")[0]["message"]
+    assert "no input device whose name contains 'no-such-microphone'" in message
+    assert "ev_mic" in message and "Set [audio] input_device" in message
