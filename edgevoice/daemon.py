@@ -16,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import warnings
 from collections.abc import Callable
 from typing import Any
+
+import gpiozero
 
 from edgevoice.audio.bridge import CaptureStream, PlaybackStream
 from edgevoice.audio.devices import (
@@ -205,30 +208,41 @@ class Daemon:
             self.conversation.tick()
 
     def _open_gpio(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The button and the LED; failures are logged and the voice keeps working without them."""
         assert self.conversation is not None
         factory = self._pin_factory
-        if factory is None and (self.config.button.enabled or self.config.leds.enabled):
+        if not (self.config.button.enabled or self.config.leds.enabled):
+            return
+        if factory is None:
             try:
                 factory = make_pin_factory(self.config.hardware.pin_factory)
             except HardwareError as exc:
                 log.error("%s", exc)
                 return
-        if self.config.button.enabled:
-            try:
-                self.button = TalkButton(
-                    self.config.button,
-                    loop,
-                    self.conversation.on_button_pressed,
-                    self.conversation.on_button_released,
-                    factory,
-                )
-            except Exception as exc:
-                log.error("%s", explain_gpio_error(exc, f"button on GPIO{self.config.button.pin}"))
-        if self.config.leds.enabled:
-            try:
-                self.led = StatusLed(self.config.leds, factory)
-            except Exception as exc:
-                log.error("%s", explain_gpio_error(exc, f"LED on GPIO{self.config.leds.pin}"))
+        # gpiozero warns once per pin factory it fails to load while looking for one ("auto");
+        # our own message says what to do, so those details go to the debug log.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if self.config.button.enabled:
+                try:
+                    self.button = TalkButton(
+                        self.config.button,
+                        loop,
+                        self.conversation.on_button_pressed,
+                        self.conversation.on_button_released,
+                        factory,
+                    )
+                except Exception as exc:
+                    log.error("%s", explain_gpio_error(exc, f"button on GPIO{self.config.button.pin}"))
+            if self.config.leds.enabled:
+                try:
+                    self.led = StatusLed(self.config.leds, factory)
+                except Exception as exc:
+                    log.error("%s", explain_gpio_error(exc, f"LED on GPIO{self.config.leds.pin}"))
+        for warning in caught:
+            log.debug("gpiozero: %s", warning.message)
+        if self.button is not None or self.led is not None:
+            log.info("GPIO through %s", type(factory or gpiozero.Device.pin_factory).__name__)
 
     async def _shutdown(self) -> None:
         self.disconnect()

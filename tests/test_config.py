@@ -94,3 +94,26 @@ def test_warnings_for_models_with_a_shutdown_date_and_unknown_models() -> None:
     assert any(
         "not one edgevoice was tested with" in w for w in config_warnings(parse_config("[realtime]\nmodel = 'gpt-9'"))
     )
+
+
+def test_every_key_is_documented() -> None:
+    """docs/configuration.md must list every section and key the code accepts."""
+    import dataclasses
+    import typing
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+
+    def walk(cls: type, section: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name == "source":
+                continue
+            if dataclasses.is_dataclass(hints[f.name]):
+                name = f"{section}.{f.name}" if section else f.name
+                assert f"## [{name}]" in doc, f"section [{name}] is not documented"
+                walk(hints[f.name], name)
+            else:
+                assert f"| `{f.name}` |" in doc, f"[{section}] {f.name} is not documented"
+
+    walk(Config, "")

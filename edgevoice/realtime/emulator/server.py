@@ -69,9 +69,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("edgevoice.emulator")
-# websockets logs request headers (credentials included) and every frame at debug level: never below INFO.
+# websockets logs request headers (credentials included) and every frame at debug level: drop those records
+# (a filter, not a level, so that the application's own threshold still applies above DEBUG).
 _websockets_logger = logging.getLogger("edgevoice.emulator.websockets")
-_websockets_logger.setLevel(logging.INFO)
+_websockets_logger.addFilter(lambda record: record.levelno > logging.DEBUG)
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 DEFAULT_RATE_LIMIT_MESSAGE = "Rate limit reached for requests per day (RPD). Please try again in 20s."
