@@ -166,6 +166,12 @@ def _check_combinations(config: Config, source: str) -> None:
     if not rt.voice.strip():
         raise ConfigError(f"{source}: [realtime] voice is empty; use e.g. 'marin' or 'cedar'")
     audio = config.audio
+    for key in ("input_rate", "output_rate"):
+        rate = getattr(audio, key)
+        if 0 < rate < 8000:
+            raise ConfigError(
+                f"{source}: [audio] {key} = {rate}: sound devices run at 8000 Hz or more (0 = the device's default)"
+            )
     if audio.input_channels and audio.input_channel >= audio.input_channels:
         raise ConfigError(
             f"{source}: [audio] input_channel = {audio.input_channel}: the microphone has "

@@ -198,7 +198,9 @@ class Conversation:
 
     def _end_turn(self) -> None:
         """Push-to-talk: the user let go. Commit the turn and ask for the answer."""
-        assert self._uplink is not None
+        if self._uplink is None:  # the session went away mid-turn (already reported)
+            self._set_state(State.IDLE)
+            return
         if self._turn_ms < MIN_TURN_MS:
             self._uplink.clear_input()
             self._emit(

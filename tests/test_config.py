@@ -68,6 +68,7 @@ def test_values_are_read_into_nested_sections() -> None:
             r"input_channel = 2: the microphone has input_channels = 2",
         ),
         ("audio = 5", r"audio = 5: expected a table"),
+        ("[audio]\noutput_rate = 800", r"\[audio\] output_rate = 800: sound devices run at 8000 Hz or more"),
         ("[audio\n", r"not valid TOML"),
     ],
 )

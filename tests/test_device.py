@@ -238,3 +238,45 @@ def test_missing_microphone_is_an_error_that_lists_the_devices(sound_card: Virtu
     message = device.of("error")[0]["message"]
     assert "no input device whose name contains 'no-such-microphone'" in message
     assert "ev_mic" in message and "Set [audio] input_device" in message
+
+
+def test_a_16khz_stereo_microphone_and_a_44khz_speaker(sound_card: VirtualSoundCard) -> None:
+    """A HAT-like device: the voice on the second channel at 16 kHz, the speaker at 44.1 kHz."""
+    rate_in, rate_out = 16000, 44100
+    speech = speak("Good morning.", rate_in)
+    voice = np.concatenate((silence(LEAD, rate_in), speech, silence(20, rate_in)))
+    hiss = (np.random.default_rng(1).standard_normal(voice.size) * 100).astype(np.int16)
+    config = Config(
+        audio=AudioSettings(
+            input_device="ev_mic",
+            output_device="ev_spk",
+            input_rate=rate_in,
+            input_channels=2,
+            input_channel=1,
+            output_rate=rate_out,
+        )
+    )
+
+    async def scenario() -> Device:
+        async with Device(sound_card, mic=np.column_stack((hiss, voice)).reshape(-1), config=config) as device:
+            await device.wait_capture(LEAD - 0.2)
+            device.press()
+            await device.wait_capture(LEAD + len(speech) / rate_in + 0.2)
+            device.release()
+            await device.wait_state("idle", after="speaking")
+            await asyncio.sleep(0.2)
+        return device
+
+    device = asyncio.run(scenario())
+    sent = uplink_audio(device)
+    expected = np.clip(np.rint(resample_poly(voice.astype(np.float64), 3, 2)), -32768, 32767).astype(np.int16)
+    j = int(np.flatnonzero(sent)[0])
+    start = next(
+        i for i in np.flatnonzero(expected == sent[j]) if np.array_equal(expected[i : i + 480], sent[j : j + 480])
+    )
+    assert np.array_equal(sent, expected[start - j : start - j + len(sent)])  # channel 1, not the hiss
+    played = sound_card.read_speaker()  # mono int16 at 44.1 kHz
+    (segment,) = tone_segments(played, rate_out)
+    answer = played[int(segment[0] * rate_out) : int(segment[1] * rate_out)]
+    assert [round(dominant_hz(p, rate_out) / 10) * 10 for p in np.array_split(answer, 3)] == [440, 660, 880]
+    device.check_conformance()

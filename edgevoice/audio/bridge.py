@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyaudio
 
-from edgevoice.audio.devices import AudioDeviceError, StreamFormat, _stderr_to_log
+from edgevoice.audio.devices import AudioDeviceError, StreamFormat, quiet_stderr
 from edgevoice.audio.ring import SampleRing
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def _open(pa: pyaudio.PyAudio, fmt: StreamFormat, frames: int, callback: Any, *, input: bool) -> pyaudio.Stream:
     direction = "input" if input else "output"
     try:
-        with _stderr_to_log():
+        with quiet_stderr():
             return pa.open(
                 format=pyaudio.paInt16,
                 channels=fmt.channels,

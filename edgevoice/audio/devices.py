@@ -49,7 +49,7 @@ class StreamFormat:
 
 
 @contextlib.contextmanager
-def _stderr_to_log() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     """PortAudio prints JACK and ALSA probing noise on fd 2 while it starts; keep it for debug logs only."""
     try:
         saved = os.dup(2)
@@ -71,7 +71,7 @@ def _stderr_to_log() -> Iterator[None]:
 
 def open_portaudio() -> pyaudio.PyAudio:
     """Start PortAudio (quietly). The caller must call `.terminate()` on the result."""
-    with _stderr_to_log():
+    with quiet_stderr():
         return pyaudio.PyAudio()
 
 
@@ -145,7 +145,7 @@ def _supported(pa: pyaudio.PyAudio, device: DeviceInfo, direction: Direction, ra
         f"{direction}_format": pyaudio.paInt16,
     }
     try:
-        with _stderr_to_log():
+        with quiet_stderr():
             return bool(pa.is_format_supported(rate, **kwargs))
     except ValueError:
         return False

@@ -243,6 +243,10 @@ class RealtimeSession:
                 await self._ws.send(await self._outbox.get())
         except ConnectionClosed:
             self._finish(self._close_error())
+        except Exception as exc:  # e.g. a socket error mid-write: end the session, never die silently
+            log.warning("sending to %s failed: %s", self.endpoint.host, exc)
+            self._finish(SessionError("network", f"sending to {self.endpoint.host} failed: {exc}"))
+            await self._abort()
 
     def _close_error(self) -> SessionError:
         rcvd = self._ws.protocol.close_rcvd if self._ws is not None else None
