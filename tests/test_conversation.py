@@ -95,6 +95,15 @@ def make(push_to_talk: bool = True, **settings: Any) -> tuple[Conversation, Reco
     return conv, rec, emitted, clock
 
 
+def talk(conv: Conversation, rec: Recorder, frames: int = 10) -> None:
+    """An open session, then a push-to-talk turn of `frames` 20 ms frames."""
+    conv.on_session_ready(rec)
+    conv.on_button_pressed()
+    for _ in range(frames):
+        conv.on_mic_frame(FRAME)
+    conv.on_button_released()
+
+
 def states(emitted: list[dict[str, Any]]) -> list[str]:
     return [e["state"] for e in emitted if e["event"] == "state"]
 
@@ -158,11 +167,7 @@ def test_no_audio_leaves_the_device_unless_a_turn_is_active() -> None:
 
 def test_press_while_speaking_interrupts_truncates_to_what_was_played_and_starts_a_turn() -> None:
     conv, rec, emitted, _ = make()
-    conv.on_session_ready(rec)
-    conv.on_button_pressed()
-    for _ in range(10):
-        conv.on_mic_frame(FRAME)
-    conv.on_button_released()
+    talk(conv, rec)
     answer(conv, rec)
     rec.played = 40.4
     conv.on_button_pressed()
@@ -177,22 +182,14 @@ def test_press_while_speaking_interrupts_truncates_to_what_was_played_and_starts
 
 def test_truncate_is_clamped_to_what_was_received_and_skipped_after_playback() -> None:
     conv, rec, _, _ = make()
-    conv.on_session_ready(rec)
-    conv.on_button_pressed()
-    for _ in range(10):
-        conv.on_mic_frame(FRAME)
-    conv.on_button_released()
+    talk(conv, rec)
     answer(conv, rec)
     rec.played = 10_000.0  # more than the 100 ms received
     conv.on_button_pressed()
     assert ("truncate", "a1", 100) in rec.calls
     # playback already over: no truncate, no cancel of a finished response
     conv, rec, _, _ = make()
-    conv.on_session_ready(rec)
-    conv.on_button_pressed()
-    for _ in range(10):
-        conv.on_mic_frame(FRAME)
-    conv.on_button_released()
+    talk(conv, rec)
     answer(conv, rec)
     conv.on_server_event(ev.ResponseDone("r1", "completed"))
     rec.playing = False
@@ -279,11 +276,7 @@ def test_a_stuck_button_ends_the_turn_after_max_turn_s() -> None:
 
 def test_failed_response_is_reported_and_the_device_returns_to_idle() -> None:
     conv, rec, emitted, _ = make()
-    conv.on_session_ready(rec)
-    conv.on_button_pressed()
-    for _ in range(10):
-        conv.on_mic_frame(FRAME)
-    conv.on_button_released()
+    talk(conv, rec)
     conv.on_server_event(ev.ResponseCreated("r1"))
     conv.on_server_event(ev.ResponseDone("r1", "failed", None, "rate_limit_exceeded", "slow down"))
     assert conv.state == State.IDLE

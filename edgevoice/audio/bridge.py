@@ -43,6 +43,15 @@ def _open(pa: pyaudio.PyAudio, fmt: StreamFormat, frames: int, callback: Any, *,
         ) from None
 
 
+def _close(stream: pyaudio.Stream, what: str) -> None:
+    try:
+        if stream.is_active():
+            stream.stop_stream()
+        stream.close()
+    except OSError as exc:
+        log.warning("closing the %s stream failed: %s", what, exc)
+
+
 class CaptureStream:
     """Microphone buffers from PortAudio's thread to the event loop, as raw interleaved int16 bytes."""
 
@@ -91,12 +100,7 @@ class CaptureStream:
         return await self._queue.get()
 
     def close(self) -> None:
-        try:
-            if self._stream.is_active():
-                self._stream.stop_stream()
-            self._stream.close()
-        except OSError as exc:
-            log.warning("closing the capture stream failed: %s", exc)
+        _close(self._stream, "capture")
 
 
 class PlaybackStream:
@@ -130,9 +134,4 @@ class PlaybackStream:
         self._stream.start_stream()
 
     def close(self) -> None:
-        try:
-            if self._stream.is_active():
-                self._stream.stop_stream()
-            self._stream.close()
-        except OSError as exc:
-            log.warning("closing the playback stream failed: %s", exc)
+        _close(self._stream, "playback")

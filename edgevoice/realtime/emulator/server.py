@@ -54,19 +54,8 @@ from .script import (
     Reply,
     ResponseFailure,
     SpokenReply,
-    Tone,
 )
 from .session import EmulatorSession
-
-__all__ = [
-    "EmulatorSettings",
-    "FunctionCallReply",
-    "HandshakeRecord",
-    "RealtimeEmulator",
-    "SpokenReply",
-    "Tone",
-    "serve",
-]
 
 logger = logging.getLogger("edgevoice.emulator")
 # websockets logs request headers (credentials included) and every frame at debug level: drop those records
