@@ -280,3 +280,21 @@ def test_a_16khz_stereo_microphone_and_a_44khz_speaker(sound_card: VirtualSoundC
     answer = played[int(segment[0] * rate_out) : int(segment[1] * rate_out)]
     assert [round(dominant_hz(p, rate_out) / 10) * 10 for p in np.array_split(answer, 3)] == [440, 660, 880]
     device.check_conformance()
+
+
+def test_the_key_goes_in_a_bearer_header_and_opens_the_session(sound_card: VirtualSoundCard) -> None:
+    key = "sk-right-key-0123456789"
+
+    async def scenario() -> Device:
+        emulator = EmulatorSettings(api_key=key)  # the emulator refuses any other credentials with HTTP 401
+        async with Device(sound_card, mic=silence(30), emulator=emulator, api_key=key) as device:
+            await device.wait_capture(0.2)
+            device.press()
+            await device.wait_state("listening")
+            device.release()
+        return device
+
+    device = asyncio.run(scenario())
+    (handshake,) = device.emulator.handshakes
+    assert handshake.status == 101 and handshake.query["model"] == "gpt-realtime-2"
+    assert handshake.headers["authorization"].startswith("Bearer ") and "openai-beta" not in handshake.headers
