@@ -36,7 +36,7 @@ async def measure(url: str) -> None:
         hardware=HardwareSettings(pin_factory="mock"),
     )
     factory = MockFactory()
-    daemon = Daemon(config, api_key=None, pin_factory=factory)
+    daemon = Daemon(config, pin_factory=factory)
     states: list[str] = []
     daemon.subscribe(lambda e: states.append(e["state"]) if e["event"] == "state" else None)
     task = asyncio.create_task(daemon.run())

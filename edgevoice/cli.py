@@ -20,7 +20,6 @@ log = logging.getLogger("edgevoice")
 def _cmd_run(args: argparse.Namespace) -> int:
     from edgevoice.config import ConfigError, config_warnings, load_config
     from edgevoice.daemon import Daemon
-    from edgevoice.realtime.credentials import CredentialsError, load_api_key
     from edgevoice.system.logs import add_secret, setup_logging
 
     try:
@@ -32,15 +31,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     log.info("edgevoice %s starting with %s", __version__, config.source)
     for warning in config_warnings(config):
         log.warning("%s", warning)
-    key, problem = None, ""
-    try:
-        key = load_api_key(config.realtime.api_key_file)
-        add_secret(key.value)
-        log.info("API key from %s", key.source)
-    except CredentialsError as exc:
-        problem = str(exc)
-        log.error("%s", problem)
-    daemon = Daemon(config, api_key=key, key_problem=problem)
+    daemon = Daemon(config, on_secret=add_secret)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import tomllib
 import types
 import typing
@@ -22,9 +23,10 @@ from typing import Any, Literal
 
 from edgevoice.audio.settings import AudioSettings
 from edgevoice.hw.settings import ButtonSettings, HardwareSettings, LedSettings
-from edgevoice.realtime.settings import KNOWN_MODELS, RealtimeSettings
+from edgevoice.realtime.settings import KNOWN_MODELS, RealtimeSettings, UsageSettings
 
 DEFAULT_PATH = Path("/etc/edgevoice/config.toml")
+TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class ConfigError(Exception):
@@ -55,6 +57,7 @@ class Config:
     leds: LedSettings = LedSettings()
     hardware: HardwareSettings = HardwareSettings()
     conversation: ConversationSettings = ConversationSettings()
+    usage: UsageSettings = UsageSettings()
     logging: LoggingSettings = LoggingSettings()
     source: str = field(default="<defaults>", compare=False)
 
@@ -105,6 +108,9 @@ def _build(cls: type, data: dict[str, Any], source: str, prefix: str) -> Any:
             what = f"key {_key_words(where)}" if prefix else f"section [{key}]"
             raise ConfigError(f"{source}: unknown {what}{_did_you_mean(key, fields)}; allowed: {', '.join(fields)}")
         values[key] = _convert(hints[key], value, fields[key], source, where)
+    for name, f in fields.items():
+        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{source}: [{prefix}] needs a key '{name}'")
     return cls(**values)
 
 
@@ -116,7 +122,23 @@ def _convert(hint: Any, value: Any, f: dataclasses.Field[Any], source: str, wher
         if not isinstance(value, dict):
             raise fail("expected a table (a [section])")
         return _build(hint, value, source, where)
-    if typing.get_origin(hint) is Literal:
+    origin = typing.get_origin(hint)
+    if origin is tuple:  # a TOML array: of tables ([[section]]) or of plain values
+        if not isinstance(value, list):
+            raise fail("expected a list")
+        item = typing.get_args(hint)[0]
+        if dataclasses.is_dataclass(item):
+            if not all(isinstance(v, dict) for v in value):
+                raise fail(f"expected a list of tables ([[{where}]])")
+            return tuple(_build(item, v, source, f"{where}[{i + 1}]") for i, v in enumerate(value))
+        if not all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+            raise fail(f"expected a list of {_type_words((item,))}s")
+        return tuple(value)
+    if origin is dict:  # a free-form table (e.g. a tool's JSON schema)
+        if not isinstance(value, dict):
+            raise fail("expected a table")
+        return value
+    if origin is Literal:
         choices = typing.get_args(hint)
         if value not in choices or type(value) is not type(choices[0]):
             raise fail(f"must be one of {', '.join(repr(c) for c in choices)}")
@@ -177,6 +199,18 @@ def _check_combinations(config: Config, source: str) -> None:
             f"{source}: [audio] input_channel = {audio.input_channel}: the microphone has "
             f"input_channels = {audio.input_channels} (channels count from 0)"
         )
+    names = [tool.name for tool in rt.tools]
+    for tool in rt.tools:
+        if not TOOL_NAME.fullmatch(tool.name):
+            raise ConfigError(f"{source}: [[realtime.tools]] name = {tool.name!r}: use 1-64 letters, digits, _ or -")
+        if names.count(tool.name) > 1:
+            raise ConfigError(f"{source}: [[realtime.tools]] name = {tool.name!r} is declared twice")
+        if not tool.command:
+            raise ConfigError(
+                f"{source}: [[realtime.tools]] {tool.name!r} needs a command (the program that serves it)"
+            )
+    if rt.token_url and not rt.token_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        raise ConfigError(f"{source}: [realtime] token_url = {rt.token_url!r}: must be https:// (or a local http URL)")
     if config.button.enabled and config.leds.enabled and config.button.pin == config.leds.pin:
         raise ConfigError(
             f"{source}: [button] pin and [leds] pin are both {config.button.pin}; a GPIO can be only one of them"

@@ -1,10 +1,9 @@
 """The conversation controller: the device's one state machine.
 
-It takes every input (button edges, microphone frames, server events, playback progress, the clock) and
-decides what the device does and which state it shows. It owns no I/O: it acts through three small
-interfaces that the daemon plugs in (`Uplink` = the Realtime session, `Playback` = the speaker,
-`Link` = whoever opens and closes sessions), and reports through `emit(event_dict)`. That keeps every
-rule of the conversation in this one file, testable without sound cards or sockets.
+It takes every input (button edges, microphone frames, server events, link status, playback progress, the
+clock) and decides what the device does and which state it shows. It owns no I/O: it acts through small
+interfaces the daemon plugs in (`Uplink` + `Link` = the session manager, `Playback` = the speaker) and
+reports through `emit(event_dict)`. Every rule of the conversation is in this one file.
 
 Turn-taking follows `[realtime.turn_detection]`:
 - `none` (push-to-talk): holding the button streams the microphone; releasing it commits the turn and
@@ -13,15 +12,17 @@ Turn-taking follows `[realtime.turn_detection]`:
   The microphone streams while the conversation is active (so the visitor can talk over the answer);
   after an answer the device listens for a follow-up for `follow_up_s`, then goes idle. A press while
   listening ends the conversation.
-In both, the Realtime session (and the conversation's context) is kept until `idle_timeout_s` of
-inactivity, so a quick follow-up keeps its context and a new visitor later starts fresh.
+The conversation (and its context) lasts until `idle_timeout_s` without activity; then it is forgotten,
+so a new visitor starts fresh, and an idle device holds no connection.
+
+What the device shows is derived, in `_displayed()`, from the conversational phase (idle, listening,
+thinking, speaking), the link (connecting, up, down) and faults that need a person.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, Protocol
@@ -48,7 +49,7 @@ class State(StrEnum):
 
 
 class Uplink(Protocol):
-    """The open Realtime session, as the conversation uses it (sending never blocks)."""
+    """What the conversation sends; never blocks, survives reconnects (the session manager)."""
 
     def append_audio(self, frame: np.ndarray) -> None: ...
     def commit_input(self) -> None: ...
@@ -56,6 +57,14 @@ class Uplink(Protocol):
     def create_response(self) -> None: ...
     def cancel_response(self) -> None: ...
     def truncate(self, item_id: str, audio_end_ms: int) -> None: ...
+
+
+class Link(Uplink, Protocol):
+    """The session manager: the uplink, plus whether a conversation wants a session at all."""
+
+    def connect(self) -> None: ...
+    def disconnect(self, *, forget: bool = True) -> None: ...
+    def refusal(self) -> str | None: ...
 
 
 class Playback(Protocol):
@@ -87,13 +96,6 @@ class NullPlayback:
         return False
 
 
-class Link(Protocol):
-    """Opens and closes Realtime sessions; reports back through on_session_ready / on_session_lost."""
-
-    def connect(self) -> None: ...
-    def disconnect(self) -> None: ...
-
-
 class Conversation:
     def __init__(
         self,
@@ -115,187 +117,213 @@ class Conversation:
         self._emit = emit
         self._frame_ms = frame_ms
         self._clock = clock
-        self.state = State.IDLE
-        self._uplink: Uplink | None = None
-        self._connecting = False
+        self.state = State.IDLE  # what the device shows (derived)
+        self.phase = State.IDLE  # where the conversation is: IDLE, LISTENING, THINKING or SPEAKING
+        self._open = False  # a conversation is going on (its context is kept until the idle timeout)
+        self._wanted = False  # we asked the link for a session
+        self._link_state = "down"
+        self._link_was_up = False  # up at least once since this conversation started
+        self._link_needs_person: str | None = None
+        self._link_down_since: float | None = None
+        self._faults: dict[str, str] = {}  # what needs a person, by origin ("audio", "key", "budget")
         self._holding = False  # push-to-talk button is down
-        self._turn_ms = 0  # audio sent (or buffered) in this user turn
+        self._turn_ms = 0
         self._turn_started = 0.0
         self._turn_ended_at: float | None = None  # for the end-of-speech -> first-audio latency
-        self._buffer: deque[np.ndarray] = deque(maxlen=max(1, int(settings.outage_buffer_s * 1000 / frame_ms)))
-        self.buffer_dropped = 0
-        self._response_id: str | None = None  # the response in flight (created, not done)
+        self._speech = False  # server VAD heard speech not yet committed
+        self._response_id: str | None = None
         self._ignored_responses: set[str] = set()  # interrupted: their late audio is dropped
-        self._item_playing: str | None = None  # assistant item whose audio went to the speaker last
+        self._awaiting_tools = False
+        self._item_playing: str | None = None
         self._follow_up_until: float | None = None
         self._last_activity = clock()
 
-    # ---- state ---------------------------------------------------------------------------------------
+    # ---- what the device shows ----------------------------------------------------------------------
 
-    def _set_state(self, state: State, **detail: Any) -> None:
+    def _displayed(self) -> State:
+        if self._faults or self._link_needs_person:
+            return State.ERROR
+        if self.phase == State.IDLE:
+            kept_warm_but_down = self.settings.keep_warm and self._link_down_since is not None
+            return State.OFFLINE if kept_warm_but_down else State.IDLE
+        if self._link_state == "up":
+            return self.phase
+        if not self._link_was_up and self._link_down_since is None:
+            return State.CONNECTING
+        return State.OFFLINE
+
+    def _refresh(self) -> None:
+        state = self._displayed()
         if state == self.state:
             return
         previous, self.state = self.state, state
         log.info("state %s -> %s", previous, state)
+        detail: dict[str, Any] = {}
+        if state == State.ERROR:
+            detail["reason"] = "; ".join([*self._faults.values(), *filter(None, [self._link_needs_person])])
         self._emit({"event": "state", "state": str(state), "previous": str(previous), **detail})
+
+    def _set_phase(self, phase: State) -> None:
+        self.phase = phase
+        self._refresh()
 
     def _touch(self) -> None:
         self._last_activity = self._clock()
 
     @property
-    def in_conversation(self) -> bool:
-        return self.state in (State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING)
+    def between_turns(self) -> bool:
+        """Nobody is talking and nothing is being answered (a session may be swapped now)."""
+        if self.phase == State.IDLE:
+            return True
+        return not self.push_to_talk and self.phase == State.LISTENING and not self._speech
+
+    # ---- faults that need a person ------------------------------------------------------------------
 
     def start(self) -> None:
         """The device is up: connect now if the session is kept warm."""
+        self._refresh()
         if self.settings.keep_warm:
-            self._request_connect()
+            self._want_link()
 
-    def report_fault(self, message: str) -> None:
+    def _want_link(self) -> None:
+        if not self._wanted:
+            self._wanted = True
+            self._link.connect()
+
+    def _release_link(self, *, forget: bool) -> None:
+        self._wanted = False
+        self._link.disconnect(forget=forget)
+        self._link_down_since = None
+
+    def report_fault(self, origin: str, message: str) -> None:
         """Something needs a person (no sound card, no key): show it until it is cleared."""
-        self._emit({"event": "error", "code": "fault", "message": message})
-        self._set_state(State.ERROR, reason=message)
+        if self._faults.get(origin) != message:
+            self._faults[origin] = message
+            self._emit({"event": "error", "code": f"{origin}_fault", "message": message})
+        self._refresh()
 
-    def clear_fault(self) -> None:
-        if self.state == State.ERROR:
-            self._set_state(State.IDLE)
+    def clear_fault(self, origin: str) -> None:
+        if self._faults.pop(origin, None) is not None:
+            self._refresh()
 
     # ---- button --------------------------------------------------------------------------------------
 
     def on_button_pressed(self) -> None:
         self._touch()
-        if self.state == State.MUTED:
+        if self._faults or self._link_needs_person:
+            self._emit({"event": "notice", "message": f"cannot talk now: {self._displayed_reason()}"})
             return
-        if self.state in (State.THINKING, State.SPEAKING):
+        if self.phase in (State.THINKING, State.SPEAKING):
             self._interrupt(server_cancelled=False)
             self._start_turn()
-        elif self.state == State.LISTENING and not self.push_to_talk:
+        elif self.phase == State.LISTENING and not self.push_to_talk:
             self._end_conversation("ended by the button")
-        elif self.state in (State.IDLE, State.OFFLINE, State.ERROR, State.LISTENING):
+        else:
             self._start_turn()
-        else:  # CONNECTING: a press after a quick release keeps the same turn going
-            self._holding = True
 
     def on_button_released(self) -> None:
         self._touch()
         self._holding = False
-        if self.push_to_talk and self.state == State.LISTENING:
+        if self.push_to_talk and self.phase == State.LISTENING:
             self._end_turn()
 
+    def _displayed_reason(self) -> str:
+        return "; ".join([*self._faults.values(), *filter(None, [self._link_needs_person])])
+
     def _start_turn(self) -> None:
+        refusal = self._link.refusal()
+        if refusal is not None:
+            self.report_fault("budget", refusal)
+            return
         self._holding = True
         self._turn_ms = 0
         self._turn_started = self._clock()
         self._follow_up_until = None
-        self._buffer.clear()
-        if self._uplink is not None:
-            if self.push_to_talk:
-                self._uplink.clear_input()  # nothing stale may slip into this turn
-            self._set_state(State.LISTENING)
-        else:
-            self._set_state(State.CONNECTING)
-            self._request_connect()
+        if not self._open:
+            self._open = True
+            self._link_was_up = self._link_state == "up"
+        if not self._wanted:
+            self._link_down_since = None
+            self._want_link()
+        if self.push_to_talk:
+            self._link.clear_input()  # nothing stale may slip into this turn
+        self._set_phase(State.LISTENING)
 
     def _end_turn(self) -> None:
         """Push-to-talk: the user let go. Commit the turn and ask for the answer."""
-        if self._uplink is None:  # the session went away mid-turn (already reported)
-            self._set_state(State.IDLE)
-            return
         if self._turn_ms < MIN_TURN_MS:
-            self._uplink.clear_input()
-            self._emit(
-                {
-                    "event": "notice",
-                    "message": f"turn too short ({self._turn_ms} ms): hold the button while talking",
-                }
-            )
-            self._set_state(State.IDLE)
+            self._link.clear_input()
+            message = f"turn too short ({self._turn_ms} ms): hold the button while talking"
+            self._emit({"event": "notice", "message": message})
+            self._set_phase(State.IDLE)
             return
-        self._uplink.commit_input()
-        self._uplink.create_response()
+        self._link.commit_input()
+        self._link.create_response()
         self._turn_ended_at = self._clock()
-        self._set_state(State.THINKING)
+        self._set_phase(State.THINKING)
 
     # ---- microphone ----------------------------------------------------------------------------------
 
-    def _streaming(self) -> bool:
-        if self.push_to_talk:
-            return self._holding and self.state in (State.CONNECTING, State.LISTENING)
-        return self.in_conversation
-
     def on_mic_frame(self, frame: np.ndarray) -> None:
-        if not self._streaming():
-            return
-        if self._uplink is None:
-            if len(self._buffer) == self._buffer.maxlen:
-                self.buffer_dropped += 1
-            self._buffer.append(frame)
+        if self.push_to_talk:
+            streaming = self._holding and self.phase == State.LISTENING
         else:
-            self._uplink.append_audio(frame)
-        if self.state in (State.CONNECTING, State.LISTENING):
+            streaming = self._open and self.phase != State.IDLE
+        if not streaming:
+            return
+        self._link.append_audio(frame)
+        if self.phase == State.LISTENING:
             self._turn_ms += self._frame_ms
 
-    # ---- the session ---------------------------------------------------------------------------------
+    # ---- the link ------------------------------------------------------------------------------------
 
-    def _request_connect(self) -> None:
-        if not self._connecting:
-            self._connecting = True
-            self._link.connect()
+    def on_link(self, state: str, message: str = "", *, needs_person: bool = False) -> None:
+        """The session manager's news: "connecting", "up" or "down" (with why, and whether a person must act)."""
+        self._link_state = state
+        if state == "up":
+            self._link_was_up = True
+            self._link_needs_person = None
+            self._link_down_since = None
+        elif state == "down":
+            self._emit({"event": "error", "code": "link_down", "message": message})
+            self._link_needs_person = message if needs_person else None
+            if self._link_down_since is None:
+                self._link_down_since = self._clock()
+            if self.phase == State.IDLE and self._wanted and not needs_person and not self.settings.keep_warm:
+                # Nobody is talking: reconnect at the next press (the context is kept until the idle timeout).
+                self._release_link(forget=False)
+        self._refresh()
 
-    def on_session_ready(self, uplink: Uplink) -> None:
-        self._connecting = False
-        self._uplink = uplink
-        self._touch()
-        if self._buffer:
-            log.info("sending %d ms of audio captured while connecting", len(self._buffer) * self._frame_ms)
-            while self._buffer:
-                uplink.append_audio(self._buffer.popleft())
-        if self.buffer_dropped:
-            self._emit({"event": "notice", "message": f"{self.buffer_dropped} audio frames dropped while connecting"})
-            self.buffer_dropped = 0
-        if self.state == State.CONNECTING:
-            if self.push_to_talk and not self._holding:
-                self._end_turn()
-            else:
-                self._set_state(State.LISTENING)
-        elif self.state in (State.OFFLINE, State.ERROR):
-            self._set_state(State.IDLE)
-
-    def on_session_lost(self, message: str, *, needs_person: bool) -> None:
-        """The session ended, or never opened (not called when we closed it ourselves)."""
-        self._connecting = False
-        self._uplink = None
-        self._response_id = None
-        if self._buffer:
-            self._emit({"event": "notice", "message": f"{len(self._buffer) * self._frame_ms} ms of audio lost"})
-            self._buffer.clear()
-        self._emit({"event": "error", "code": "session_lost", "message": message})
-        if needs_person:
-            self._set_state(State.ERROR, reason=message)
-        elif self.in_conversation or self.state == State.OFFLINE:
-            self._set_state(State.OFFLINE, reason=message)
+    # ---- the server ----------------------------------------------------------------------------------
 
     def on_server_event(self, event: ev.ServerEvent) -> None:
         match event:
             case ev.AudioDelta(response_id=rid, item_id=item, samples=samples):
-                if rid not in self._ignored_responses and self.state in (State.THINKING, State.SPEAKING):
+                if rid not in self._ignored_responses and self.phase in (State.THINKING, State.SPEAKING):
                     self._item_playing = item
                     self.playback.push(item, samples)
             case ev.SpeechStarted():
                 self._touch()
-                if not self.push_to_talk and self.state in (State.THINKING, State.SPEAKING):
+                self._speech = True
+                if not self.push_to_talk and self.phase in (State.THINKING, State.SPEAKING):
                     self._interrupt(server_cancelled=self.server_interrupts)
-                if not self.push_to_talk and self.in_conversation:
+                if not self.push_to_talk and self.phase != State.IDLE:
                     self._follow_up_until = None
-                    self._set_state(State.LISTENING)
+                    self._set_phase(State.LISTENING)
             case ev.SpeechStopped():
-                if not self.push_to_talk and self.state == State.LISTENING:
+                self._speech = False
+                if not self.push_to_talk and self.phase == State.LISTENING:
                     self._turn_ended_at = self._clock()
-                    self._set_state(State.THINKING)
+                    self._set_phase(State.THINKING)
+            case ev.InputCommitted():
+                self._speech = False
             case ev.ResponseCreated(response_id=rid):
                 self._response_id = rid
+                self._awaiting_tools = False
             case ev.ResponseDone():
                 self._on_response_done(event)
+            case ev.FunctionCall(name=name, call_id=call_id, arguments=arguments):
+                self._emit({"event": "tool_call", "call_id": call_id, "name": name, "arguments": arguments})
             case ev.Transcript(role=role, item_id=item, text=text, final=final):
                 self._touch()
                 if final:
@@ -317,31 +345,34 @@ class Conversation:
         if done.response_id in self._ignored_responses:
             self._ignored_responses.discard(done.response_id)
             return
-        if self.state in (State.THINKING, State.SPEAKING) and not self.playback.busy:
+        if done.function_calls and done.status == "completed":
+            self._awaiting_tools = True  # the answer comes in the next response, after the tools ran
+            return
+        if self.phase in (State.THINKING, State.SPEAKING) and not self.playback.busy:
             self._answer_finished()
 
     # ---- playback ------------------------------------------------------------------------------------
 
     def on_playback_started(self, item_id: str) -> None:
-        if self.state == State.THINKING:
+        if self.phase == State.THINKING:
             if self._turn_ended_at is not None:
                 ms = round((self._clock() - self._turn_ended_at) * 1000)
                 self._emit({"event": "latency", "what": "end of speech to first answer audio", "ms": ms})
                 self._turn_ended_at = None
-            self._set_state(State.SPEAKING)
+            self._set_phase(State.SPEAKING)
 
     def on_playback_drained(self) -> None:
-        if self.state == State.SPEAKING and self._response_id is None:
+        if self.phase == State.SPEAKING and self._response_id is None and not self._awaiting_tools:
             self._answer_finished()
 
     def _answer_finished(self) -> None:
         self._touch()
         self._item_playing = None
         if self.push_to_talk:
-            self._set_state(State.IDLE)
+            self._set_phase(State.IDLE)
         else:
             self._follow_up_until = self._clock() + self.settings.follow_up_s
-            self._set_state(State.LISTENING)
+            self._set_phase(State.LISTENING)
 
     def _interrupt(self, *, server_cancelled: bool) -> None:
         """Barge-in: silence the speaker now, tell the server what was heard, stop the answer."""
@@ -354,47 +385,68 @@ class Conversation:
             self.playback.stop()
             if not finished:
                 heard = int(min(played, received))
-                if self._uplink is not None:
-                    self._uplink.truncate(item, heard)
+                self._link.truncate(item, heard)
                 self._emit({"event": "interrupted", "item_id": item, "played_ms": heard})
         if self._response_id is not None:
             self._ignored_responses.add(self._response_id)
-            if not server_cancelled and self._uplink is not None:
-                self._uplink.cancel_response()
             self._response_id = None
+        if not server_cancelled:
+            self._link.cancel_response()
+        self._awaiting_tools = False
         self._item_playing = None
 
     # ---- time ----------------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Called a few times a second: follow-up window, stuck buttons, idle timeout."""
+        """Called a few times a second: follow-up window, stuck buttons, outages, idle timeout, budget."""
         now = self._clock()
-        if self.state == State.LISTENING:
+        if self.phase == State.LISTENING:
             if self._follow_up_until is not None and now > self._follow_up_until:
                 self._follow_up_until = None
-                self._set_state(State.IDLE)
-            elif self.push_to_talk and now - self._turn_started > self.settings.max_turn_s:
+                self._set_phase(State.IDLE)
+            elif self.push_to_talk and self._holding and now - self._turn_started > self.settings.max_turn_s:
                 self._emit({"event": "notice", "message": "turn longer than max_turn_s: answering now"})
                 self._holding = False
                 self._end_turn()
         if (
-            self._uplink is not None
-            and self.state == State.IDLE
-            and now - self._last_activity > self.settings.idle_timeout_s
+            self.phase != State.IDLE
+            and self._link_down_since is not None
+            and now - self._link_down_since > self.settings.outage_buffer_s
         ):
+            self._abandon_turn(now - self._link_down_since)
+        if self._open and self.phase == State.IDLE and now - self._last_activity > self.settings.idle_timeout_s:
             self._end_conversation("idle timeout")
+        if "budget" in self._faults and self._link.refusal() is None:
+            self.clear_fault("budget")
+
+    def _abandon_turn(self, down_s: float) -> None:
+        """The link stayed down longer than the outage buffer holds: give the turn up, say so."""
+        message = f"the network was down for {down_s:.0f} s: this turn is lost, press again when back online"
+        self._emit({"event": "error", "code": "turn_lost", "message": message})
+        self._link.clear_input()
+        self._link.cancel_response()
+        if self.playback.busy:
+            self.playback.stop()
+        self._holding = False
+        self._response_id = None
+        self._awaiting_tools = False
+        self._set_phase(State.IDLE)
+        if not self.settings.keep_warm:
+            self._release_link(forget=False)
+            self._refresh()
 
     def _end_conversation(self, why: str) -> None:
         """Forget the conversation: close the session (a new visitor starts fresh)."""
         log.info("conversation ended (%s)", why)
         if self.playback.busy:
             self.playback.stop()
-        self._uplink = None
+        self._open = False
         self._response_id = None
         self._holding = False
         self._follow_up_until = None
-        self._set_state(State.IDLE)
+        self._awaiting_tools = False
+        self._release_link(forget=True)
+        self._set_phase(State.IDLE)
         self._emit({"event": "conversation_ended", "reason": why})
-        self._link.disconnect()
         if self.settings.keep_warm:
-            self._request_connect()
+            self._want_link()

@@ -38,14 +38,54 @@ from edgevoice.hw.button import TalkButton
 from edgevoice.hw.gpio import HardwareError, explain_gpio_error, make_pin_factory
 from edgevoice.hw.leds import StatusLed
 from edgevoice.realtime import events as ev
-from edgevoice.realtime.credentials import ApiKey
-from edgevoice.realtime.session import RealtimeSession, SessionError
+from edgevoice.realtime.credentials import (
+    ApiKeySecret,
+    CredentialsError,
+    EphemeralSecrets,
+    MissingSecret,
+    StaticSecret,
+    load_api_key,
+    load_device_token,
+)
+from edgevoice.realtime.manager import LinkStatus, SecretSource, SessionManager
+from edgevoice.realtime.tools import ToolRegistry, command_tool
+from edgevoice.realtime.usage import UsageMeter
 
 log = logging.getLogger(__name__)
 
 TICK_S = 0.25
 AUDIO_RETRY_S = 10.0
 EventListener = Callable[[dict[str, Any]], None]
+
+
+def is_loopback(url: str) -> bool:
+    return url.startswith(("ws://127.0.0.1", "ws://localhost", "ws://[::1]"))
+
+
+def secrets_for(config: Config, on_secret: Callable[[str], None] | None = None) -> SecretSource:
+    """Where the session manager gets its credentials: a token service, the API key, or nothing (loopback)."""
+    rt = config.realtime
+    if rt.token_url:
+        return EphemeralSecrets(rt.token_url, load_device_token())
+    if is_loopback(rt.url):
+        return StaticSecret("local")  # the local emulator takes any key
+    try:
+        key = load_api_key(rt.api_key_file)
+    except CredentialsError as exc:
+        log.error("%s", exc)
+        return MissingSecret(str(exc))
+    if on_secret is not None:
+        on_secret(key.value)
+    log.info("API key from %s", key.source)
+    return ApiKeySecret(rt.api_key_file, on_secret)
+
+
+async def _problem(secrets: MissingSecret) -> str:
+    try:
+        await secrets.secret()
+    except CredentialsError as exc:
+        return str(exc)
+    return ""
 
 
 class AudioPaths:
@@ -94,22 +134,23 @@ class Daemon:
         self,
         config: Config,
         *,
-        api_key: ApiKey | None,
-        key_problem: str = "",
+        secrets: SecretSource | None = None,
         pin_factory: Any | None = None,
+        on_secret: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
-        self._api_key = api_key
-        self._key_problem = key_problem or "no API key"
+        self._secrets = secrets or secrets_for(config, on_secret)
         self._pin_factory = pin_factory
         self._listeners: list[EventListener] = []
         self.audio: AudioPaths | None = None
         self.button: TalkButton | None = None
         self.led: StatusLed | None = None
+        self.tools = ToolRegistry()
+        for tool in config.realtime.tools:
+            self.tools.register(command_tool(tool))
+        self.usage = UsageMeter(config.usage, config.realtime.model)
         self.conversation: Conversation | None = None
-        self._session: RealtimeSession | None = None
-        self._session_task: asyncio.Task[None] | None = None
-        self._generation = 0  # bumped on disconnect: events of an older session are ignored
+        self.manager: SessionManager | None = None
         self._stopping: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -138,11 +179,32 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         rt = self.config.realtime
+
+        def on_link(status: LinkStatus) -> None:
+            if self.conversation is not None:
+                self.conversation.on_link(status.state, status.message, needs_person=status.needs_person)
+
+        def on_server_event(event: ev.ServerEvent) -> None:
+            if self.conversation is not None:
+                self.conversation.on_server_event(event)
+
+        self.manager = SessionManager(
+            rt,
+            self._secrets,
+            tools=self.tools,
+            on_event=on_server_event,
+            on_link=on_link,
+            emit=self._emit,
+            usage=self.usage,
+            between_turns=lambda: self.conversation is None or self.conversation.between_turns,
+            outage_buffer_s=self.config.conversation.outage_buffer_s,
+            frame_ms=self.config.audio.frame_ms,
+        )
         self.conversation = Conversation(
             self.config.conversation,
             push_to_talk=rt.turn_detection.type == "none",
             server_interrupts=rt.turn_detection.interrupt_response,
-            link=self,
+            link=self.manager,
             emit=self._emit,
             frame_ms=self.config.audio.frame_ms,
         )
@@ -151,10 +213,11 @@ class Daemon:
         try:
             self._tasks = [
                 asyncio.create_task(self._run_audio(loop), name="audio"),
+                asyncio.create_task(self.manager.run(), name="session-manager"),
                 asyncio.create_task(self._tick(), name="tick"),
             ]
-            if self._api_key is None and not self._loopback_endpoint():
-                self.conversation.report_fault(f"{self._key_problem}")
+            if isinstance(self._secrets, MissingSecret):
+                self.conversation.report_fault("key", await _problem(self._secrets))
             self.conversation.start()
             if on_ready is not None:
                 on_ready()
@@ -187,10 +250,10 @@ class Daemon:
                 break
             except AudioDeviceError as exc:
                 log.error("audio: %s", exc)
-                self.conversation.report_fault(f"audio: {exc}")
+                self.conversation.report_fault("audio", f"audio: {exc}")
                 await asyncio.sleep(AUDIO_RETRY_S)
         self.conversation.playback = self.audio.speaker
-        self.conversation.clear_fault()
+        self.conversation.clear_fault("audio")
         self.audio.start()
         pump = asyncio.create_task(self.audio.speaker.run(), name="speaker")
         try:
@@ -245,15 +308,11 @@ class Daemon:
             log.info("GPIO through %s", type(factory or gpiozero.Device.pin_factory).__name__)
 
     async def _shutdown(self) -> None:
-        self.disconnect()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._session_task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._session_task
         if self.audio is not None:
             self.audio.close()
         for device in (self.button, self.led):
@@ -261,59 +320,6 @@ class Daemon:
                 with contextlib.suppress(Exception):
                     device.close()
         log.info("stopped")
-
-    # ---- the Link the conversation uses ---------------------------------------------------------------
-
-    def _loopback_endpoint(self) -> bool:
-        return self.config.realtime.url.startswith(("ws://127.0.0.1", "ws://localhost", "ws://[::1]"))
-
-    def connect(self) -> None:
-        if self._session_task is None or self._session_task.done():
-            self._session_task = asyncio.create_task(self._session_lifetime(self._generation), name="session")
-
-    def disconnect(self) -> None:
-        self._generation += 1
-        if self._session_task is not None and not self._session_task.done():
-            self._session_task.cancel()
-        self._session_task = None
-
-    async def _session_lifetime(self, generation: int) -> None:
-        assert self.conversation is not None
-        conversation = self.conversation
-
-        def current() -> bool:
-            return generation == self._generation
-
-        key = self._api_key.value if self._api_key is not None else ("local" if self._loopback_endpoint() else None)
-        if key is None:
-            conversation.on_session_lost(self._key_problem, needs_person=True)
-            return
-
-        def on_event(event: ev.ServerEvent) -> None:
-            if current():
-                conversation.on_server_event(event)
-
-        self._emit({"event": "session", "status": "connecting", "host": self.config.realtime.url})
-        session = RealtimeSession(self.config.realtime, key, on_event)
-        try:
-            await session.open()
-        except SessionError as exc:
-            log.error("realtime: %s", exc.message)
-            if current():
-                conversation.on_session_lost(exc.message, needs_person=exc.needs_person)
-            return
-        self._session = session
-        self._emit({"event": "session", "status": "open", "session_id": session.session_id})
-        try:
-            if current():
-                conversation.on_session_ready(session)
-            error = await session.wait_closed()
-            log.warning("realtime: %s", error.message)
-            if current():
-                conversation.on_session_lost(error.message, needs_person=error.needs_person)
-        finally:
-            self._session = None
-            await session.close()
 
 
 __all__ = ["AudioPaths", "Daemon", "State"]

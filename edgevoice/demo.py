@@ -106,7 +106,7 @@ async def _run(card: VirtualSoundCard, phrase: str, speech_s: float, vad: bool, 
             conversation=ConversationSettings(follow_up_s=1.0),
         )
         factory = MockFactory()
-        daemon = Daemon(config, api_key=None, pin_factory=factory)
+        daemon = Daemon(config, pin_factory=factory)
         daemon.subscribe(timeline.on_event)
         ready = asyncio.Event()
         task = asyncio.create_task(daemon.run(on_ready=ready.set))

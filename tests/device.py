@@ -27,7 +27,7 @@ from edgevoice.audio.settings import AudioSettings
 from edgevoice.config import Config, ConversationSettings
 from edgevoice.daemon import Daemon
 from edgevoice.hw.settings import HardwareSettings
-from edgevoice.realtime.credentials import ApiKey
+from edgevoice.realtime.credentials import StaticSecret
 from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.realtime.settings import TurnDetectionSettings
 from edgevoice.system.logs import quiet_noisy_loggers
@@ -88,8 +88,8 @@ class Device:
         quiet_noisy_loggers()  # as in production
         self.card.write_mic(self.mic)
         await self.emulator.start()
-        key = ApiKey(self._api_key, "test") if self._api_key else None
-        self.daemon = Daemon(self.config(), api_key=key, pin_factory=self.factory)
+        secrets = StaticSecret(self._api_key) if self._api_key else None
+        self.daemon = Daemon(self.config(), secrets=secrets, pin_factory=self.factory)
         self.daemon.subscribe(self._record)
         ready = asyncio.Event()
         self._task = asyncio.create_task(self.daemon.run(on_ready=ready.set))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pytest
 
 from edgevoice.config import ConversationSettings
 from edgevoice.conversation import Conversation, State
@@ -43,11 +42,16 @@ class Recorder:
         self.calls.append(("truncate", item_id, audio_end_ms))
 
     # Link
+    refused: str | None = None
+
     def connect(self) -> None:
         self.calls.append(("connect",))
 
-    def disconnect(self) -> None:
-        self.calls.append(("disconnect",))
+    def disconnect(self, *, forget: bool = True) -> None:
+        self.calls.append(("disconnect", forget))
+
+    def refusal(self) -> str | None:
+        return self.refused
 
     # Playback
     def push(self, item_id: str, samples: np.ndarray) -> None:
@@ -96,9 +100,9 @@ def make(push_to_talk: bool = True, **settings: Any) -> tuple[Conversation, Reco
 
 
 def talk(conv: Conversation, rec: Recorder, frames: int = 10) -> None:
-    """An open session, then a push-to-talk turn of `frames` 20 ms frames."""
-    conv.on_session_ready(rec)
+    """A push-to-talk turn of `frames` 20 ms frames over a link that is up."""
     conv.on_button_pressed()
+    conv.on_link("up")
     for _ in range(frames):
         conv.on_mic_frame(FRAME)
     conv.on_button_released()
@@ -114,14 +118,16 @@ def answer(conv: Conversation, rec: Recorder, response: str = "r1", item: str = 
     conv.on_playback_started(item)
 
 
-def test_push_to_talk_turn_buffers_while_connecting_and_commits_on_release() -> None:
+def test_push_to_talk_turn_streams_from_the_press_and_commits_on_release() -> None:
     conv, rec, emitted, clock = make()
     conv.on_button_pressed()
-    assert conv.state == State.CONNECTING and rec.names() == ["connect"]
+    assert conv.state == State.CONNECTING and rec.names() == ["connect", "clear"]
     for _ in range(10):
-        conv.on_mic_frame(FRAME)  # the visitor talks before the session is up
-    conv.on_session_ready(rec)
-    assert rec.names().count("append") == 10 and conv.state == State.LISTENING
+        conv.on_mic_frame(FRAME)  # the visitor talks before the session is up: the link keeps it
+    assert rec.names().count("append") == 10
+    conv.on_link("connecting")
+    conv.on_link("up")
+    assert conv.state == State.LISTENING
     conv.on_mic_frame(FRAME)
     clock.now += 0.5
     conv.on_button_released()
@@ -137,20 +143,21 @@ def test_push_to_talk_turn_buffers_while_connecting_and_commits_on_release() -> 
     assert states(emitted) == ["connecting", "listening", "thinking", "speaking", "idle"]
 
 
-def test_release_before_the_session_is_up_still_commits_the_turn() -> None:
-    conv, rec, _, _ = make()
+def test_release_before_the_session_is_up_commits_through_the_link() -> None:
+    conv, rec, _emitted, _ = make()
     conv.on_button_pressed()
     for _ in range(20):
         conv.on_mic_frame(FRAME)
     conv.on_button_released()
-    assert conv.state == State.CONNECTING
-    conv.on_session_ready(rec)
-    assert rec.names()[-2:] == ["commit", "response.create"] and conv.state == State.THINKING
+    assert rec.names()[-2:] == ["commit", "response.create"]  # the session manager sends them once up
+    assert conv.state == State.CONNECTING and conv.phase == State.THINKING
+    conv.on_link("up")
+    assert conv.state == State.THINKING
 
 
 def test_a_tap_is_too_short_to_commit() -> None:
     conv, rec, emitted, _ = make()
-    conv.on_session_ready(rec)
+    conv.on_link("up")
     conv.on_button_pressed()
     conv.on_mic_frame(FRAME)
     conv.on_button_released()
@@ -160,7 +167,7 @@ def test_a_tap_is_too_short_to_commit() -> None:
 
 def test_no_audio_leaves_the_device_unless_a_turn_is_active() -> None:
     conv, rec, _, _ = make()
-    conv.on_session_ready(rec)
+    conv.on_link("up")
     conv.on_mic_frame(FRAME)
     assert "append" not in rec.names()
 
@@ -201,7 +208,7 @@ def test_truncate_is_clamped_to_what_was_received_and_skipped_after_playback() -
 def test_server_vad_conversation_follow_up_and_barge_in() -> None:
     conv, rec, emitted, clock = make(push_to_talk=False, follow_up_s=5.0)
     conv.on_button_pressed()
-    conv.on_session_ready(rec)
+    conv.on_link("up")
     assert conv.state == State.LISTENING
     conv.on_button_released()  # ignored in VAD mode
     conv.on_server_event(ev.SpeechStarted("u1", 100))
@@ -235,37 +242,131 @@ def test_server_vad_conversation_follow_up_and_barge_in() -> None:
     ]
 
 
-def test_idle_timeout_closes_the_session_and_keep_warm_reopens_it() -> None:
+def test_idle_timeout_forgets_the_conversation_and_keep_warm_reconnects() -> None:
     for keep_warm in (False, True):
         conv, rec, emitted, clock = make(idle_timeout_s=30, keep_warm=keep_warm)
         conv.start()
-        conv.on_session_ready(rec)
+        talk(conv, rec, frames=1)  # a tap: too short, back to idle with the session open
         clock.now += 29
         conv.tick()
         assert "disconnect" not in rec.names()
         clock.now += 2
         conv.tick()
-        assert "disconnect" in rec.names()
+        assert ("disconnect", True) in rec.calls
         assert (rec.names()[-1] == "connect") is keep_warm
         assert any(e["event"] == "conversation_ended" for e in emitted)
 
 
-@pytest.mark.parametrize(("needs_person", "expected"), [(True, State.ERROR), (False, State.OFFLINE)])
-def test_session_failures_show_offline_or_error(needs_person: bool, expected: State) -> None:
+def test_a_failure_that_needs_a_person_shows_error_and_presses_do_not_hammer() -> None:
     conv, rec, emitted, _ = make()
     conv.on_button_pressed()
-    conv.on_mic_frame(FRAME)
-    conv.on_session_lost("nope", needs_person=needs_person)
-    assert conv.state == expected
-    assert any(e["event"] == "error" and e["message"] == "nope" for e in emitted)
-    assert any("ms of audio lost" in e.get("message", "") for e in emitted)
-    conv.on_button_pressed()  # a press tries again
-    assert conv.state == State.CONNECTING and rec.names().count("connect") == 2
+    conv.on_link("down", "the key was refused", needs_person=True)
+    assert conv.state == State.ERROR
+    assert (
+        next(e for e in emitted if e["event"] == "state" and e["state"] == "error")["reason"] == "the key was refused"
+    )
+    conv.on_button_pressed()
+    assert rec.names().count("connect") == 1  # the manager retries slowly on its own, presses do not
+    assert any("cannot talk now" in e.get("message", "") for e in emitted)
+    conv.on_link("up")
+    assert conv.state == State.LISTENING  # fixed: back where the conversation was
+
+
+def test_a_transient_failure_shows_offline_and_the_turn_carries_on_when_back() -> None:
+    conv, rec, _emitted, clock = make(outage_buffer_s=10)
+    talk(conv, rec, frames=0)
+    conv.on_button_pressed()
+    for _ in range(5):
+        conv.on_mic_frame(FRAME)
+    conv.on_link("down", "cannot reach the server")
+    assert conv.state == State.OFFLINE and conv.phase == State.LISTENING
+    for _ in range(5):
+        conv.on_mic_frame(FRAME)  # still captured: the session manager keeps it for the next session
+    assert rec.names().count("append") == 10
+    clock.now += 3
+    conv.tick()
+    conv.on_link("up")
+    assert conv.state == State.LISTENING
+    conv.on_button_released()
+    assert rec.names()[-2:] == ["commit", "response.create"]
+
+
+def test_an_outage_longer_than_the_buffer_loses_the_turn_and_says_so() -> None:
+    conv, rec, emitted, clock = make(outage_buffer_s=5)
+    talk(conv, rec)
+    conv.on_link("down", "cannot reach the server")
+    assert conv.state == State.OFFLINE and conv.phase == State.THINKING
+    clock.now += 6
+    conv.tick()
+    assert conv.phase == State.IDLE and conv.state == State.IDLE
+    assert any(e["event"] == "error" and e["code"] == "turn_lost" for e in emitted)
+    assert ("disconnect", False) in rec.calls and "response.cancel" in rec.names()
+    conv.on_button_pressed()
+    assert rec.names().count("connect") == 2  # a press reconnects
+
+
+def test_a_drop_while_idle_waits_for_the_next_press_and_keeps_the_context() -> None:
+    conv, rec, _emitted, _ = make()
+    talk(conv, rec)
+    answer(conv, rec)
+    conv.on_server_event(ev.ResponseDone("r1", "completed"))
+    rec.playing = False
+    conv.on_playback_drained()
+    conv.on_link("down", "connection lost")
+    assert conv.state == State.IDLE and ("disconnect", False) in rec.calls
+    conv.on_button_pressed()
+    assert rec.names().count("connect") == 2
+
+
+def test_the_daily_budget_stops_new_conversations_until_it_resets() -> None:
+    conv, rec, _emitted, _ = make()
+    rec.refused = "the daily budget of $1.00 is spent"
+    conv.on_button_pressed()
+    assert conv.state == State.ERROR and "connect" not in rec.names()
+    rec.refused = None
+    conv.tick()
+    assert conv.state == State.IDLE
+
+
+def test_a_tool_call_keeps_the_device_thinking_until_the_answer_plays() -> None:
+    conv, rec, emitted, _ = make()
+    talk(conv, rec)
+    conv.on_server_event(ev.ResponseCreated("r1"))
+    conv.on_server_event(ev.FunctionCall("r1", "fc1", "call_1", "battery", "{}"))
+    conv.on_server_event(ev.ResponseDone("r1", "completed", function_calls=("call_1",)))
+    assert conv.state == State.THINKING
+    assert any(e["event"] == "tool_call" and e["name"] == "battery" for e in emitted)
+    answer(conv, rec, "r2", "a2")
+    assert conv.state == State.SPEAKING
+
+
+def test_an_answer_cut_by_a_lost_connection_plays_what_arrived_then_ends() -> None:
+    conv, rec, emitted, _ = make()
+    talk(conv, rec)
+    answer(conv, rec)
+    conv.on_server_event(ev.ResponseDone("r1", "failed", None, "connection_lost", "the connection dropped"))
+    assert conv.state == State.SPEAKING
+    rec.playing = False
+    conv.on_playback_drained()
+    assert conv.phase == State.IDLE
+    assert any(e.get("code") == "connection_lost" for e in emitted)
+
+
+def test_between_turns_tells_when_a_session_can_be_swapped() -> None:
+    conv, _rec, _, _ = make(push_to_talk=False)
+    assert conv.between_turns
+    conv.on_button_pressed()
+    conv.on_link("up")
+    assert conv.between_turns  # listening, nobody talking
+    conv.on_server_event(ev.SpeechStarted("u1", 0))
+    assert not conv.between_turns
+    conv.on_server_event(ev.SpeechStopped("u1", 500))
+    assert not conv.between_turns  # thinking
 
 
 def test_a_stuck_button_ends_the_turn_after_max_turn_s() -> None:
     conv, rec, _, clock = make(max_turn_s=5)
-    conv.on_session_ready(rec)
+    conv.on_link("up")
     conv.on_button_pressed()
     for _ in range(10):
         conv.on_mic_frame(FRAME)

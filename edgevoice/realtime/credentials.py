@@ -4,13 +4,19 @@ Looked up in this order:
 1. `$CREDENTIALS_DIRECTORY/openai_api_key` (systemd `LoadCredential=`, the production path);
 2. the file named by `[realtime] api_key_file`, which must not be readable by group or others;
 3. the `OPENAI_API_KEY` environment variable (development).
+Or, with `[realtime] token_url`, no API key at all: `EphemeralSecrets` fetches short-lived client secrets.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import stat
-from collections.abc import Mapping
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,3 +73,100 @@ def load_api_key(key_file: str = "", environ: Mapping[str, str] = os.environ) ->
         "no API key: provide one as a systemd credential (LoadCredential=openai_api_key:...), "
         "in a file of mode 0600 named by [realtime] api_key_file, or in OPENAI_API_KEY"
     )
+
+
+class TokenUnavailable(Exception):
+    """The token service could not be reached or failed (transient: retry with backoff)."""
+
+
+DEVICE_TOKEN_NAME = "edgevoice_device_token"
+REFRESH_MARGIN_S = 60.0  # fetch a new secret when the cached one expires within this
+
+
+def load_device_token(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The device's own credential for the token service, if it has one (systemd credential or environment)."""
+    cred_dir = environ.get("CREDENTIALS_DIRECTORY")
+    if cred_dir and (Path(cred_dir) / DEVICE_TOKEN_NAME).exists():
+        return _read_key_file(Path(cred_dir) / DEVICE_TOKEN_NAME, check_mode=False)
+    return environ.get("EDGEVOICE_DEVICE_TOKEN") or None
+
+
+class EphemeralSecrets:
+    """Ephemeral `ek_` client secrets from the operator's backend, fetched shortly before each connect.
+
+    The backend holds the real API key and mints secrets with `POST /v1/realtime/client_secrets`; the device
+    only ever sees a secret that can open sessions for a few minutes. The backend answers a POST to
+    `token_url` with the OpenAI response shape `{"value": "ek_...", "expires_at": <unix time>}` (or the older
+    `{"client_secret": {"value": ..., "expires_at": ...}}`). A secret is reused until a minute before it expires.
+    """
+
+    def __init__(self, url: str, device_token: str | None = None, *, timeout_s: float = 10.0) -> None:
+        self.url = url
+        self._device_token = device_token
+        self._timeout_s = timeout_s
+        self._value: str | None = None
+        self._expires_at = 0.0
+
+    async def secret(self) -> str:
+        if self._value is None or self._expires_at - time.time() < REFRESH_MARGIN_S:
+            self._value, self._expires_at = await asyncio.to_thread(self._fetch)
+        return self._value
+
+    def _fetch(self) -> tuple[str, float]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._device_token:
+            headers["Authorization"] = f"Bearer {self._device_token}"
+        request = urllib.request.Request(self.url, data=b"{}", headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
+                body = response.read(65536)
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                raise CredentialsError(f"the token service {self.url} refused this device (HTTP {exc.code})") from None
+            raise TokenUnavailable(f"the token service {self.url} failed (HTTP {exc.code})") from None
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TokenUnavailable(f"cannot reach the token service {self.url}: {reason}") from None
+        try:
+            data = json.loads(body)
+            holder = data["client_secret"] if isinstance(data.get("client_secret"), dict) else data
+            value, expires_at = holder["value"], float(holder.get("expires_at") or time.time() + 600)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise TokenUnavailable(f"the token service {self.url} answered something that is not a secret") from None
+        if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+            raise TokenUnavailable(f"the token service {self.url} answered an empty or malformed secret")
+        return value, expires_at
+
+
+class StaticSecret:
+    """An API key that does not change while edgevoice runs."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    async def secret(self) -> str:
+        return self._value
+
+
+class ApiKeySecret:
+    """The API key, looked up again before every connect: a key fixed on disk is used without a restart."""
+
+    def __init__(self, key_file: str = "", on_found: Callable[[str], None] | None = None) -> None:
+        self._key_file = key_file
+        self._on_found = on_found
+
+    async def secret(self) -> str:
+        key = await asyncio.to_thread(load_api_key, self._key_file)
+        if self._on_found is not None:
+            self._on_found(key.value)
+        return key.value
+
+
+class MissingSecret:
+    """No credentials at all: every attempt fails with the same explanation."""
+
+    def __init__(self, problem: str) -> None:
+        self._problem = problem
+
+    async def secret(self) -> str:
+        raise CredentialsError(self._problem)

@@ -29,8 +29,8 @@ class ProtocolError(Exception):
 # Client events
 
 
-def session_update(settings: RealtimeSettings) -> dict[str, Any]:
-    """The GA `session.update` for our settings (model and endpoint are fixed by the URL)."""
+def session_update(settings: RealtimeSettings, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The GA `session.update` for our settings (model and endpoint are fixed by the URL) and tools."""
     audio_format = {"type": "audio/pcm", "rate": PCM_RATE}
     td = settings.turn_detection
     turn_detection: dict[str, Any] | None
@@ -67,7 +67,43 @@ def session_update(settings: RealtimeSettings) -> dict[str, Any]:
     }
     if settings.reasoning_effort and settings.model.startswith("gpt-realtime-2"):
         session["reasoning"] = {"effort": settings.reasoning_effort}
+    if tools is not None:
+        session["tools"] = tools
+        session["tool_choice"] = "auto"
     return {"type": "session.update", "session": session}
+
+
+def tools_update(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """A partial `session.update` that only replaces the tool list (an empty list removes them all)."""
+    return {"type": "session.update", "session": {"type": "realtime", "tools": tools, "tool_choice": "auto"}}
+
+
+def tool_declaration(name: str, description: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "function", "name": name, "description": description, "parameters": parameters}
+
+
+def function_call_output(call_id: str, output: str) -> dict[str, Any]:
+    return {
+        "type": "conversation.item.create",
+        "item": {"type": "function_call_output", "call_id": call_id, "output": output},
+    }
+
+
+def function_call_item(item_id: str, call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    """A tool call replayed into a new session (so that its output, sent after it, has a call to answer)."""
+    return {
+        "type": "conversation.item.create",
+        "item": {"id": item_id, "type": "function_call", "call_id": call_id, "name": name, "arguments": arguments},
+    }
+
+
+def history_item(item_id: str, role: Literal["user", "assistant"], text: str) -> dict[str, Any]:
+    """A text message replayed into a new session (assistant audio cannot be replayed, its transcript can)."""
+    part = {"type": "input_text" if role == "user" else "output_text", "text": text}
+    return {
+        "type": "conversation.item.create",
+        "item": {"id": item_id, "type": "message", "role": role, "content": [part]},
+    }
 
 
 def audio_append(pcm: np.ndarray) -> dict[str, Any]:
@@ -168,6 +204,26 @@ class Transcript:
 
 
 @dataclass(frozen=True)
+class ItemAdded:
+    """A conversation item was announced (`conversation.item.added`/`.created`): gives the order of items."""
+
+    item_id: str
+    role: str | None  # user | assistant | system, None for non-message items
+    kind: str  # message | function_call | function_call_output | ...
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    """The model asks for a tool: `arguments` is JSON text, complete."""
+
+    response_id: str
+    item_id: str
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class ResponseDone:
     response_id: str
     status: str  # completed | cancelled | failed | incomplete
@@ -175,6 +231,7 @@ class ResponseDone:
     error_code: str | None = None
     error_message: str | None = None
     usage: dict[str, Any] = field(default_factory=dict, compare=False)
+    function_calls: tuple[str, ...] = ()  # call_ids of the tool calls in this response
 
 
 @dataclass(frozen=True)
@@ -197,6 +254,8 @@ ServerEvent = (
     | Transcript
     | ResponseDone
     | ServerError
+    | ItemAdded
+    | FunctionCall
 )
 
 
@@ -224,6 +283,12 @@ def _response_done(event: dict[str, Any]) -> ResponseDone:
     details = response.get("status_details") if isinstance(response.get("status_details"), dict) else {}
     error = details.get("error") if isinstance(details.get("error"), dict) else {}
     usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
+    output = response.get("output") if isinstance(response.get("output"), list) else []
+    calls = tuple(
+        item["call_id"]
+        for item in output
+        if isinstance(item, dict) and item.get("type") == "function_call" and isinstance(item.get("call_id"), str)
+    )
     return ResponseDone(
         response_id=_get(response, "id", str),
         status=_get(response, "status", str),
@@ -231,7 +296,14 @@ def _response_done(event: dict[str, Any]) -> ResponseDone:
         error_code=error.get("code") if isinstance(error.get("code"), str) else None,
         error_message=error.get("message") if isinstance(error.get("message"), str) else None,
         usage=usage,
+        function_calls=calls,
     )
+
+
+def _item_added(event: dict[str, Any]) -> ItemAdded:
+    item = _get(event, "item", dict)
+    role = item.get("role") if isinstance(item.get("role"), str) else None
+    return ItemAdded(_get(item, "id", str), role, str(item.get("type", "")))
 
 
 def _server_error(event: dict[str, Any]) -> ServerError:
@@ -289,6 +361,16 @@ def parse_server_event(raw: str | bytes) -> ServerEvent | None:
             return Transcript("user", _get(event, "item_id", str), _get(event, "transcript", str), True)
         case "response.done":
             return _response_done(event)
+        case "conversation.item.added" | "conversation.item.created":
+            return _item_added(event)
+        case "response.function_call_arguments.done":
+            return FunctionCall(
+                _get(event, "response_id", str),
+                _get(event, "item_id", str),
+                _get(event, "call_id", str),
+                _get(event, "name", str),
+                _get(event, "arguments", str),
+            )
         case "error":
             return _server_error(event)
     return None

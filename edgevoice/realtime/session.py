@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import logging
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,23 +32,33 @@ log = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # session.created and item retrievals can exceed websockets' 1 MiB default
 MAX_QUEUED_EVENTS = 1000  # ~20 s of 20 ms audio frames; beyond that the link is not keeping up
 
-ErrorKind = Literal["auth", "network", "rate_limit", "server", "protocol", "expired", "closed"]
+ErrorKind = Literal["auth", "quota", "network", "rate_limit", "server", "protocol", "expired", "closed"]
+FATAL_ERROR_KINDS = {"invalid_api_key": "auth", "beta_api_shape_disabled": "protocol", "insufficient_quota": "quota"}
 
 
 class SessionError(Exception):
     """Why a session could not open or ended; `kind` says what to do about it."""
 
-    def __init__(self, kind: ErrorKind, message: str, *, status: int | None = None, close_code: int | None = None):
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        status: int | None = None,
+        close_code: int | None = None,
+        retry_after_s: float | None = None,
+    ):
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.status = status
         self.close_code = close_code
+        self.retry_after_s = retry_after_s
 
     @property
     def needs_person(self) -> bool:
-        """Retrying will not help until somebody fixes the key or the configuration."""
-        return self.kind == "auth"
+        """Retrying will not help until somebody fixes the key, the account or the configuration."""
+        return self.kind in ("auth", "quota", "protocol")
 
 
 @dataclass(frozen=True)
@@ -88,9 +100,30 @@ def classify_close(code: int | None, reason: str) -> SessionError:
     return SessionError("network", text, close_code=code)
 
 
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
 def _handshake_error(exc: Exception, endpoint: Endpoint) -> SessionError:
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
+        if status < 400:
+            return SessionError(
+                "network",
+                f"{endpoint.host} answered HTTP {status} instead of a WebSocket (a captive portal or a proxy?)",
+                status=status,
+            )
         if status in (401, 403):
             return SessionError(
                 "auth",
@@ -99,10 +132,17 @@ def _handshake_error(exc: Exception, endpoint: Endpoint) -> SessionError:
                 status=status,
             )
         if status == 429:
-            return SessionError("rate_limit", f"{endpoint.host} is rate limiting us (HTTP 429)", status=status)
+            wait = _retry_after(exc.response.headers.get("Retry-After"))
+            return SessionError(
+                "rate_limit", f"{endpoint.host} is rate limiting us (HTTP 429)", status=status, retry_after_s=wait
+            )
         if status >= 500:
             return SessionError("server", f"{endpoint.host} failed the handshake (HTTP {status})", status=status)
-        return SessionError("protocol", f"{endpoint.host} refused the handshake (HTTP {status})", status=status)
+        return SessionError(
+            "protocol",
+            f"{endpoint.host} refused the handshake (HTTP {status}): check [realtime] url, provider and model",
+            status=status,
+        )
     if isinstance(exc, InvalidURI):
         return SessionError("protocol", f"[realtime] url is not a WebSocket URL: {exc}")
     if isinstance(exc, TimeoutError):
@@ -116,15 +156,21 @@ class RealtimeSession:
     """A single Realtime API session over one WebSocket connection."""
 
     def __init__(
-        self, settings: RealtimeSettings, api_key: str, on_event: Callable[[events.ServerEvent], None]
+        self,
+        settings: RealtimeSettings,
+        api_key: str,
+        on_event: Callable[[events.ServerEvent], None],
+        tools: list[dict[str, Any]] | None = None,
     ) -> None:
         self.settings = settings
+        self.tools = tools
         self.endpoint = endpoint_for(settings, api_key)
         self._on_event = on_event
         self._ws: ClientConnection | None = None
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed: asyncio.Future[SessionError] = asyncio.get_running_loop().create_future()
+        self._closing: asyncio.Future[None] | None = None
         self.session_id = ""
         self.dropped_events = 0
         self.malformed_events = 0
@@ -142,8 +188,9 @@ class RealtimeSession:
                 compression=None,  # base64 audio does not compress; deflate would only cost CPU
                 max_size=MAX_FRAME_BYTES,
                 open_timeout=timeout,
-                ping_interval=10,
-                ping_timeout=10,
+                # a dead link (no pong) is noticed within interval + timeout, not at the next TCP timeout
+                ping_interval=self.settings.reconnect.ping_interval_s,
+                ping_timeout=self.settings.reconnect.ping_timeout_s,
                 close_timeout=2,
                 proxy=None if self.endpoint.is_loopback else True,
             )
@@ -152,7 +199,7 @@ class RealtimeSession:
         try:
             async with asyncio.timeout(timeout):
                 await self._expect(events.SessionStarted)
-                await self._ws.send(events.encode(events.session_update(self.settings)))
+                await self._ws.send(events.encode(events.session_update(self.settings, self.tools)))
                 await self._expect(events.SessionConfigured)
         except TimeoutError:
             await self._abort()
@@ -179,7 +226,7 @@ class RealtimeSession:
             if isinstance(event, events.SessionStarted):
                 self.session_id = event.session_id
             if isinstance(event, events.ServerError):
-                kind_ = "auth" if event.code in ("invalid_api_key", "beta_api_shape_disabled") else "protocol"
+                kind_: ErrorKind = FATAL_ERROR_KINDS.get(event.code or "", "protocol")  # type: ignore[assignment]
                 raise SessionError(kind_, f"the server refused the session: {event.message} ({event.code})")
             if isinstance(event, kind):
                 return
@@ -192,8 +239,12 @@ class RealtimeSession:
     def is_open(self) -> bool:
         return self._ws is not None and not self._closed.done()
 
-    async def close(self) -> None:
-        """Close cleanly (code 1000)."""
+    async def close(self, flush_s: float = 0.5) -> None:
+        """Close cleanly (code 1000), after sending what is queued (a last cancel, say) for up to `flush_s`."""
+        if not self._closed.done() and self._tasks:
+            deadline = time.monotonic() + flush_s
+            while not self._outbox.empty() and time.monotonic() < deadline and not self._tasks[-1].done():
+                await asyncio.sleep(0.01)
         self._finish(SessionError("closed", "closed by edgevoice", close_code=1000))
         for task in self._tasks:
             task.cancel()
@@ -203,6 +254,14 @@ class RealtimeSession:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    def fail(self, error: SessionError) -> None:
+        """End the session because of something it said (no quota, say): `wait_closed()` returns `error`."""
+        self._finish(error)
+        for task in self._tasks:
+            task.cancel()
+        if self._ws is not None:
+            self._closing = asyncio.ensure_future(self._abort())
 
     async def _abort(self) -> None:
         if self._ws is not None:

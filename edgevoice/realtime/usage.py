@@ -1,0 +1,180 @@
+"""Token usage and its estimated cost, per session and per day, and the daily budget.
+
+Every `response.done` carries the tokens the response used (earlier turns are billed again as input on every
+response, cached at a lower rate). The meter prices them with the published per-model rates (overridable in
+`[[usage.prices]]`), keeps the session's and the day's totals, and says when the day's budget is spent. The
+day's totals are saved in the state directory so a restart does not reset the budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgevoice.realtime.settings import ModelPrice, UsageSettings
+
+log = logging.getLogger(__name__)
+
+# USD per million tokens, from the model pages of developers.openai.com (checked 2026-11).
+PUBLISHED_PRICES: dict[str, ModelPrice] = {
+    "gpt-realtime-2": ModelPrice("gpt-realtime-2", 4.00, 0.40, 32.00, 0.40, 5.00, 24.00, 64.00),
+    "gpt-realtime": ModelPrice("gpt-realtime", 4.00, 0.40, 32.00, 0.40, 5.00, 16.00, 64.00),
+    "gpt-realtime-mini": ModelPrice("gpt-realtime-mini", 0.60, 0.06, 10.00, 0.30, 0.80, 2.40, 20.00),
+}
+
+
+@dataclass
+class Tokens:
+    text_in: int = 0
+    text_in_cached: int = 0
+    audio_in: int = 0
+    audio_in_cached: int = 0
+    image_in: int = 0
+    text_out: int = 0
+    audio_out: int = 0
+
+    def add(self, other: Tokens) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def cost(self, price: ModelPrice | None) -> float:
+        if price is None:
+            return 0.0
+        return sum(getattr(self, f.name) * getattr(price, f.name) for f in dataclasses.fields(self)) / 1e6
+
+    @property
+    def total(self) -> int:
+        return sum(getattr(self, f.name) for f in dataclasses.fields(self))
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def tokens_of(usage: dict[str, Any]) -> Tokens:
+    """The token counts of a `response.done` usage object (missing or malformed parts count as 0)."""
+    details_in = usage.get("input_token_details") if isinstance(usage.get("input_token_details"), dict) else {}
+    details_out = usage.get("output_token_details") if isinstance(usage.get("output_token_details"), dict) else {}
+    cached = details_in.get("cached_tokens_details")
+    cached = cached if isinstance(cached, dict) else {}
+    text_in, audio_in = _int(details_in.get("text_tokens")), _int(details_in.get("audio_tokens"))
+    text_cached, audio_cached = _int(cached.get("text_tokens")), _int(cached.get("audio_tokens"))
+    if not details_in:  # only the totals: count them as text, the cheaper guess is the wrong one to make
+        text_in = _int(usage.get("input_tokens"))
+    if not details_out:
+        text_out, audio_out = _int(usage.get("output_tokens")), 0
+    else:
+        text_out, audio_out = _int(details_out.get("text_tokens")), _int(details_out.get("audio_tokens"))
+    return Tokens(
+        text_in=max(0, text_in - text_cached),
+        text_in_cached=text_cached,
+        audio_in=max(0, audio_in - audio_cached),
+        audio_in_cached=audio_cached,
+        image_in=_int(details_in.get("image_tokens")),
+        text_out=text_out,
+        audio_out=audio_out,
+    )
+
+
+class UsageMeter:
+    def __init__(
+        self,
+        settings: UsageSettings,
+        model: str,
+        *,
+        environ: dict[str, str] | os._Environ[str] = os.environ,
+        today: Callable[[], datetime.date] = datetime.date.today,
+    ) -> None:
+        self.settings = settings
+        self.model = model
+        prices = {**PUBLISHED_PRICES, **{p.model: p for p in settings.prices}}
+        self.price = prices.get(model)
+        if self.price is None:
+            log.warning("no price known for model %r: costs are reported as 0 (add it in [[usage.prices]])", model)
+        self._today = today
+        state_dir = settings.state_dir or environ.get("STATE_DIRECTORY", "").split(":")[0]
+        self._state_file = Path(state_dir) / "usage.json" if state_dir else None
+        self.session = Tokens()
+        self.session_cost = 0.0
+        self.day = self._today()
+        self.day_tokens = Tokens()
+        self.day_cost = 0.0
+        self.responses_today = 0
+        self._load()
+
+    def new_session(self) -> None:
+        self.session = Tokens()
+        self.session_cost = 0.0
+
+    def add(self, usage: dict[str, Any]) -> float:
+        """Count one response's usage; returns its estimated cost in USD."""
+        self._roll_day()
+        tokens = tokens_of(usage)
+        cost = tokens.cost(self.price)
+        self.session.add(tokens)
+        self.session_cost += cost
+        self.day_tokens.add(tokens)
+        self.day_cost += cost
+        self.responses_today += 1
+        self._save()
+        return cost
+
+    @property
+    def budget_spent(self) -> bool:
+        self._roll_day()
+        return self.settings.daily_budget_usd > 0 and self.day_cost >= self.settings.daily_budget_usd
+
+    def snapshot(self) -> dict[str, Any]:
+        self._roll_day()
+        return {
+            "model": self.model,
+            "session": {"tokens": dataclasses.asdict(self.session), "usd": round(self.session_cost, 6)},
+            "today": {
+                "date": self.day.isoformat(),
+                "tokens": dataclasses.asdict(self.day_tokens),
+                "usd": round(self.day_cost, 6),
+                "responses": self.responses_today,
+                "budget_usd": self.settings.daily_budget_usd,
+            },
+        }
+
+    def _roll_day(self) -> None:
+        today = self._today()
+        if today != self.day:
+            self.day, self.day_tokens, self.day_cost, self.responses_today = today, Tokens(), 0.0, 0
+
+    def _load(self) -> None:
+        if self._state_file is None or not self._state_file.exists():
+            return
+        try:
+            data = json.loads(self._state_file.read_text())
+            if data.get("date") == self.day.isoformat():
+                self.day_tokens = Tokens(**{k: _int(v) for k, v in data.get("tokens", {}).items()})
+                self.day_cost = float(data.get("usd", 0.0))
+                self.responses_today = _int(data.get("responses"))
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("ignoring unreadable usage file %s: %s", self._state_file, exc)
+
+    def _save(self) -> None:
+        if self._state_file is None:
+            return
+        data = {
+            "date": self.day.isoformat(),
+            "tokens": dataclasses.asdict(self.day_tokens),
+            "usd": self.day_cost,
+            "responses": self.responses_today,
+        }
+        try:
+            self._state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._state_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data))
+            tmp.replace(self._state_file)
+        except OSError as exc:
+            log.warning("cannot save usage to %s: %s", self._state_file, exc)
