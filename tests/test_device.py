@@ -7,6 +7,7 @@ import asyncio
 import base64
 
 import numpy as np
+import pytest
 from conftest import silence, speak
 from device import Device, dominant_hz, tone_segments
 from scipy.signal import resample_poly
@@ -116,10 +117,12 @@ def test_server_vad_turn_and_barge_in_by_voice(sound_card: VirtualSoundCard) -> 
     device.check_conformance()
 
 
-def test_button_interrupts_the_answer_and_starts_a_new_turn(sound_card: VirtualSoundCard) -> None:
+@pytest.mark.parametrize("answer_gap_s", [0.6, 1.5, 2.6])
+def test_button_interrupts_the_answer_and_starts_a_new_turn(sound_card: VirtualSoundCard, answer_gap_s: float) -> None:
+    """Barge-in early, midway and late in a 3 s answer: the truncate says what the speaker really played."""
     question, follow_up = speak("Tell me a story."), speak("Never mind.")
-    mic = np.concatenate((silence(LEAD), question, silence(1.5), follow_up, silence(20)))
-    follow_start = LEAD + len(question) / RATE + 1.5
+    mic = np.concatenate((silence(LEAD), question, silence(answer_gap_s), follow_up, silence(20)))
+    follow_start = LEAD + len(question) / RATE + answer_gap_s
     follow_end = follow_start + len(follow_up) / RATE
     slow = EmulatorSettings(realtime_factor=1.0, response_delay_s=0.1)  # the response is still streaming
 
@@ -128,7 +131,7 @@ def test_button_interrupts_the_answer_and_starts_a_new_turn(sound_card: VirtualS
             device.emulator.queue_reply(LONG_REPLY)
             await device.wait_capture(LEAD - 0.2)
             device.press()
-            await device.wait_capture(follow_start - 1.5 + 0.1)
+            await device.wait_capture(follow_start - answer_gap_s + 0.1)
             device.release()
             await device.wait_state("speaking")
             await device.wait_capture(follow_start - 0.2)
