@@ -12,8 +12,10 @@ import pytest
 from manager_harness import KEY, Capture, Managed, run, tone_frames, with_reconnect
 
 from edgevoice.realtime import events as ev
-from edgevoice.realtime.emulator import EmulatorSettings, FunctionCallReply, SpokenReply, Tone
-from edgevoice.realtime.settings import ToolSettings, UsageSettings
+from edgevoice.realtime.credentials import StaticSecret
+from edgevoice.realtime.emulator import EmulatorSettings, FunctionCallReply, RealtimeEmulator, SpokenReply, Tone
+from edgevoice.realtime.manager import SessionManager
+from edgevoice.realtime.settings import RealtimeSettings, ToolSettings, TranscriptionSettings, UsageSettings
 from edgevoice.realtime.tools import Tool, ToolRegistry, command_tool
 from edgevoice.realtime.usage import UsageMeter
 from edgevoice.system.logs import quiet_noisy_loggers
@@ -402,3 +404,43 @@ def test_usage_is_priced_and_the_daily_budget_refuses_new_conversations(tmp_path
     assert h.m.refusal() is not None and "daily budget" in h.m.refusal()
     again = UsageMeter(UsageSettings(daily_budget_usd=0.0001, state_dir=str(tmp_path)), "gpt-realtime")
     assert again.budget_spent  # a restart does not reset the day's spending
+
+
+def test_a_long_outage_does_not_hammer_the_server() -> None:
+    """Regression: a failed handshake once counted as 'a session that had been healthy' and reset the backoff."""
+
+    class VirtualClock:
+        now = 0.0
+
+        def __call__(self) -> float:
+            return self.now
+
+        async def sleep(self, seconds: float) -> None:
+            self.now += seconds
+            await asyncio.sleep(0)
+
+    clock = VirtualClock()
+
+    async def scenario() -> list[tuple[float, str]]:
+        async with RealtimeEmulator(EmulatorSettings()) as emulator:
+            emulator.fail_handshakes(503, count=100_000)
+            manager = SessionManager(
+                RealtimeSettings(url=emulator.url, transcription=TranscriptionSettings(model="")),  # default backoff
+                StaticSecret("k"),
+                tools=ToolRegistry(),
+                on_event=lambda e: None,
+                on_link=lambda s: None,
+                clock=clock,
+                sleep=clock.sleep,
+            )
+            task = asyncio.create_task(manager.run())
+            manager.connect()
+            while clock.now < 600 and not task.done():
+                await asyncio.sleep(0.005)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return manager.attempt_log
+
+    attempts = run(scenario)
+    late = [t for t, _ in attempts if 120 <= t < 600]
+    assert 8 <= len(late) <= 60, len(late)  # about 4 a minute once the backoff reached its cap (30 s)

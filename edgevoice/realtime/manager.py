@@ -116,6 +116,7 @@ class SessionManager:
         self.attempts = 0  # failures in a row
         self.connects = 0
         self.attempt_log: list[tuple[float, str]] = []  # (clock, outcome) of every attempt, for benchmarks
+        self._last_failure = ""
 
     # ---- the link, as the conversation asks for it ----------------------------------------------------
 
@@ -334,25 +335,36 @@ class SessionManager:
                     await self._changed.wait()
                     continue
                 error = await self._open()
+                was_up = error is None
                 if error is None:
                     error = await self._serve()
                     if error is None:
                         continue
-                self._lost(error)
+                    self._lost(error)
                 decision = self.policy.after(error, self.attempts)
-                if (
-                    error.kind == "expired"
-                    and self._clock() - self._connected_at < self.settings.reconnect.healthy_after_s
-                ):
+                lived = self._clock() - self._connected_at
+                if error.kind == "expired" and (not was_up or lived < self.settings.reconnect.healthy_after_s):
+                    # a server that ends every session at once is failing, not rolling over: back off
                     decision = self.policy.after(SessionError("network", error.message), self.attempts)
                 if decision.counts_as_failure:
                     self.attempts += 1
+                self._log_failure(error, decision.delay_s, was_up)
                 self._on_link(LinkStatus("down", error.message, decision.needs_person, decision.delay_s))
                 await self._pause(decision.delay_s)
         finally:
             for task in list(self._background):
                 task.cancel()
             await self._close_session()
+
+    def _log_failure(self, error: SessionError, delay_s: float, was_up: bool) -> None:
+        """A failure at WARNING; repeats of the same one at DEBUG, with a summary every 10 (logs stay readable)."""
+        if was_up or self.attempts <= 1 or error.message != self._last_failure:
+            log.warning("realtime (%s): %s; next attempt in %.1f s", error.kind, error.message, delay_s)
+        elif self.attempts % 10 == 0:
+            log.warning("realtime: still failing after %d attempts: %s", self.attempts, error.message)
+        else:
+            log.debug("realtime attempt %d failed: %s", self.attempts, error.message)
+        self._last_failure = error.message
 
     async def _pause(self, seconds: float) -> None:
         """Sleep before the next attempt; a disconnect ends the pause early (a connect does not)."""
@@ -433,10 +445,9 @@ class SessionManager:
         self._pump_responses()
 
     def _lost(self, error: SessionError) -> None:
-        """The current session is gone: settle what was in flight."""
+        """The session that was up is gone: settle what was in flight."""
         if self._clock() - self._connected_at >= self.settings.reconnect.healthy_after_s:
             self.attempts = 0  # it had been healthy: start the backoff again from the bottom
-        log.warning("realtime session lost (%s): %s", error.kind, error.message)
         if self._response is not None:
             if self._response_audio and self._response not in ("?", "busy"):
                 # The user heard part of it: report it cut (asking again would repeat what they heard).
