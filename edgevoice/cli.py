@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -18,29 +17,9 @@ log = logging.getLogger("edgevoice")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from edgevoice.config import ConfigError, config_warnings, load_config
-    from edgevoice.daemon import Daemon
-    from edgevoice.system.logs import add_secret, setup_logging
+    from edgevoice.service import run_service
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"edgevoice: configuration error: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(config.logging.level)
-    log.info("edgevoice %s starting with %s", __version__, config.source)
-    for warning in config_warnings(config):
-        log.warning("%s", warning)
-    daemon = Daemon(config, on_secret=add_secret)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, daemon.stop)
-        await daemon.run()
-
-    asyncio.run(main())
-    return 0
+    return run_service(args.config)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
