@@ -129,4 +129,4 @@ def test_uninstall_removes_what_it_added_and_keeps_the_config_unless_purged(tmp_
     assert (root / "etc/edgevoice/config.toml").exists() and (root / "var/lib/edgevoice").exists()
     provision(root, "--uninstall", "--purge")
     assert not (root / "etc/edgevoice").exists() and not (root / "var/lib/edgevoice").exists()
-    assert "remove" not in provision(root, "--uninstall")  # nothing left: a quiet no-op
+    assert "\n  remove " not in provision(root, "--uninstall")  # nothing left: a quiet no-op
