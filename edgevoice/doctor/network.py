@@ -96,7 +96,17 @@ async def check_handshake(ctx: Context) -> Finding:
     host, _, loopback = target
     if not ctx.resolved:
         return Finding("realtime", "skip", f"{host} did not resolve")
-    key = _key(ctx)
+    if ctx.config.realtime.token_url:  # an ephemeral secret from the operator's token service, as the daemon does
+        from edgevoice.daemon import secrets_for
+
+        try:
+            key = ApiKey(await secrets_for(ctx.config).secret(), f"token service {ctx.config.realtime.token_url}")
+        except Exception as exc:
+            return Finding(
+                "realtime", "fail", f"no ephemeral secret: {exc}", "check [realtime] token_url and its service"
+            )
+    else:
+        key = _key(ctx)
     if key is None and not loopback:
         return Finding(
             "realtime",
