@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -18,29 +17,9 @@ log = logging.getLogger("edgevoice")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from edgevoice.config import ConfigError, config_warnings, load_config
-    from edgevoice.daemon import Daemon
-    from edgevoice.system.logs import add_secret, setup_logging
+    from edgevoice.service import run_service
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"edgevoice: configuration error: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(config.logging.level)
-    log.info("edgevoice %s starting with %s", __version__, config.source)
-    for warning in config_warnings(config):
-        log.warning("%s", warning)
-    daemon = Daemon(config, on_secret=add_secret)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, daemon.stop)
-        await daemon.run()
-
-    asyncio.run(main())
-    return 0
+    return run_service(args.config)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -76,6 +55,20 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from edgevoice.doctor import run_doctor
+
+    logging.basicConfig(level=logging.ERROR, format="  %(levelname)s %(name)s: %(message)s")
+    return run_doctor(args.config, as_json=args.json)
+
+
+def _cmd_selftest(args: argparse.Namespace) -> int:
+    from edgevoice.selftest import run_selftest
+
+    logging.basicConfig(level=logging.WARNING, format="  %(levelname)s %(name)s: %(message)s")
+    return run_selftest(args.config, plot=args.plot, button_timeout_s=args.button_timeout, state_dir=args.state_dir)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgevoice", description="A voice terminal for the OpenAI Realtime API.")
     parser.add_argument("--version", action="version", version=f"edgevoice {__version__}")
@@ -94,6 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
     devices = sub.add_parser("devices", help="list audio inputs and outputs")
     devices.add_argument("--json", action="store_true", help="machine-readable output")
     devices.set_defaults(func=_cmd_devices)
+
+    doctor = sub.add_parser("doctor", help="check this device: config, sound, GPIO, network, API key, clock, disk")
+    doctor.add_argument("--config", help="config file (default: as for run)")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.set_defaults(func=_cmd_doctor)
+
+    selftest = sub.add_parser(
+        "selftest", help="measure the speaker-to-microphone echo path, walk the LED, test the button"
+    )
+    selftest.add_argument("--config", help="config file (default: as for run)")
+    selftest.add_argument("--plot", help="also write a PNG of the recorded chirp and the impulse response here")
+    selftest.add_argument("--button-timeout", type=float, default=10.0, help="seconds to wait for a press (0: skip)")
+    selftest.add_argument(
+        "--state-dir", help="where to save the echo path (default: $STATE_DIRECTORY or /var/lib/edgevoice)"
+    )
+    selftest.set_defaults(func=_cmd_selftest)
 
     emulator = sub.add_parser("emulator", help="run the local Realtime-protocol server for development")
     emulator.add_argument("--host", default="127.0.0.1")

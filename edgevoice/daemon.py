@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.25
 AUDIO_RETRY_S = 10.0
+AUDIO_STALL_S = 2.0  # no microphone callback for this long: the audio path is dead (watchdog)
 EventListener = Callable[[dict[str, Any]], None]
 
 
@@ -153,6 +155,8 @@ class Daemon:
         self.manager: SessionManager | None = None
         self._stopping: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._audio_up = asyncio.Event()
+        self._audio_started_at = 0.0
 
     # ---- events out ----------------------------------------------------------------------------------
 
@@ -255,6 +259,8 @@ class Daemon:
         self.conversation.playback = self.audio.speaker
         self.conversation.clear_fault("audio")
         self.audio.start()
+        self._audio_started_at = time.monotonic()
+        self._audio_up.set()
         pump = asyncio.create_task(self.audio.speaker.run(), name="speaker")
         try:
             async for frame in self.audio.microphone.frames():
@@ -307,7 +313,22 @@ class Daemon:
         if self.button is not None or self.led is not None:
             log.info("GPIO through %s", type(factory or gpiozero.Device.pin_factory).__name__)
 
+    # ---- service supervision (systemd readiness and watchdog: edgevoice.service) ----------------------
+
+    async def wait_audio(self) -> None:
+        """Return once the sound devices are open and streaming."""
+        await self._audio_up.wait()
+
+    def audio_alive(self, stall_s: float = AUDIO_STALL_S) -> bool:
+        """False once the microphone's callbacks have stopped for `stall_s` (PortAudio or the card hung)."""
+        if self.audio is None:
+            return True  # still opening: the retry loop runs on the event loop and reports why
+        last = self.audio.capture.last_callback or self._audio_started_at
+        return time.monotonic() - last < stall_s
+
     async def _shutdown(self) -> None:
+        if self.audio is not None:
+            self.audio.speaker.stop()  # silent at once; the session manager cancels the answer as it closes
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 import wave
@@ -74,6 +75,11 @@ class VirtualSoundCard:
         path = self.speaker_fast_file if fast else self.speaker_file
         data = path.read_bytes() if path.exists() else b""
         return np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.int16)
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Stop (or resume) the clock that paces the card, as a hung sound card would: callbacks stop coming."""
+        if self._pulse is not None:
+            self._pulse.send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
 
     def stop(self) -> None:
         if self._pulse is not None:

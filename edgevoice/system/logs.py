@@ -1,5 +1,11 @@
 """Logging set-up: journald under systemd, stderr otherwise, and secrets scrubbed from every record.
 
+Records can carry structured fields for the journal: upper-case names given as `extra=` (for example
+`log.error("...", extra={"ERROR_CODE": "config_invalid"})`), plus the context every record gets while it
+is set (`set_log_context(STATE="listening", SESSION_ID="sess_...")`). JournalHandler sends them as journal
+fields, so `journalctl -u edgevoice STATE=error` or `SESSION_ID=sess_...` finds the lines; on stderr they
+are appended as `[KEY=value ...]`.
+
 The redaction is a last line of defence: code never logs the key on purpose, but a library might (the
 websockets client logs request headers at debug level). Known secret values are replaced wherever they
 appear, and so is anything shaped like a bearer token or an OpenAI key.
@@ -49,6 +55,58 @@ class RedactSecrets(logging.Filter):
 
 _redactor = RedactSecrets()
 
+_FIELD_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")  # journald's rule: no leading '_', upper case, <= 64
+
+
+def journal_fields(record: logging.LogRecord) -> dict[str, str]:
+    """The structured fields a record carries: its upper-case attributes (from `extra=` or the context)."""
+    return {
+        key: _redactor.redact(str(value))
+        for key, value in record.__dict__.items()
+        if _FIELD_NAME.match(key) and value is not None and value != ""
+    }
+
+
+class LogContext(logging.Filter):
+    """Adds the current context fields to every record that does not set them itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: dict[str, str] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in self.fields.items():
+            if key not in record.__dict__:
+                setattr(record, key, value)
+        for key, value in journal_fields(record).items():  # a field must not leak a secret either
+            setattr(record, key, value)
+        return True
+
+
+_context = LogContext()
+
+
+def set_log_context(**fields: str) -> None:
+    """Set (or with "" clear) fields every following record carries, e.g. STATE and SESSION_ID."""
+    for key, value in fields.items():
+        if not _FIELD_NAME.match(key):
+            raise ValueError(f"{key!r} is not a journal field name (upper case letters, digits, '_')")
+        if value:
+            _context.fields[key] = str(value)
+        else:
+            _context.fields.pop(key, None)
+
+
+class _StderrFormatter(logging.Formatter):
+    """The usual line, plus the record's structured fields at the end."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = journal_fields(record)
+        if fields:
+            line += " [" + " ".join(f"{k}={v}" for k, v in sorted(fields.items())) + "]"
+        return line
+
 
 def add_secret(value: str) -> None:
     """Never let this value reach a log line."""
@@ -76,8 +134,9 @@ def setup_logging(level: str = "info", *, journald: bool | None = None) -> None:
             handler = None
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.setFormatter(_StderrFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
     handler.addFilter(_redactor)
+    handler.addFilter(_context)
     root.addHandler(handler)
     root.setLevel(level.upper())
     quiet_noisy_loggers()

@@ -1,0 +1,249 @@
+"""Doctor checks of the device itself: configuration, hardware profile, sound, microphone, GPIO, control socket."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import socket
+import subprocess
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyaudio
+
+from edgevoice.audio.devices import (
+    AudioDeviceError,
+    StreamFormat,
+    find_device,
+    list_devices,
+    negotiate_format,
+    open_portaudio,
+    quiet_stderr,
+)
+from edgevoice.config import ConfigError, config_warnings, load_config
+from edgevoice.doctor import Context, Finding
+from edgevoice.hw.gpio import HardwareError, explain_gpio_error, make_pin_factory
+
+CONTROL_SOCKET = "/run/edgevoice/control.sock"
+SILENT_PEAK = 33  # int16 peak below -60 dBFS: nothing is reaching the microphone
+CLIPPED_FRACTION = 0.01  # more than 1 % of samples at full scale
+
+# A board check for `[hardware] profile`: called with the profile's name, returns a problem or None.
+# Filled from edgevoice.hw.profiles.check_board when that module exists; tests may set it.
+ProfileChecker = Callable[[str], "str | None"]
+profile_checker: ProfileChecker | None = None
+
+
+def service_is_active() -> bool:
+    """The edgevoice service is running (it holds the sound card and the GPIO pins)."""
+    if not Path("/run/systemd/system").is_dir() or shutil.which("systemctl") is None:
+        return False
+    out = subprocess.run(["systemctl", "is-active", "--quiet", "edgevoice.service"], capture_output=True)
+    return out.returncode == 0
+
+
+def _needs_config(ctx: Context, check: str) -> Finding | None:
+    if ctx.config is None:
+        return Finding(check, "skip", "needs a valid configuration (see the config check)")
+    if ctx.service_active and check in ("audio", "microphone", "gpio"):
+        return Finding(
+            check,
+            "skip",
+            "the edgevoice service is running and holds the device",
+            "systemctl stop edgevoice to test it",
+        )
+    return None
+
+
+def check_config(ctx: Context) -> Finding:
+    try:
+        ctx.config = load_config(ctx.config_path)
+    except ConfigError as exc:
+        return Finding("config", "fail", str(exc), "fix the file as the message says; every key: docs/configuration.md")
+    notes = config_warnings(ctx.config)
+    if notes:
+        return Finding("config", "warn", f"{ctx.config.source}: " + "; ".join(notes), "see docs/configuration.md")
+    return Finding("config", "pass", f"{ctx.config.source} is valid")
+
+
+def _board_checker() -> ProfileChecker | None:
+    if profile_checker is not None:
+        return profile_checker
+    try:
+        module = importlib.import_module("edgevoice.hw.profiles")
+    except ImportError:
+        return None
+    checker = getattr(module, "check_board", None)
+    return checker if callable(checker) else None
+
+
+def check_profile(ctx: Context) -> Finding:
+    if (skip := _needs_config(ctx, "profile")) is not None:
+        return skip
+    assert ctx.config is not None
+    name = str(getattr(ctx.config.hardware, "profile", "") or "")
+    if not name:
+        return Finding("profile", "skip", "no [hardware] profile set")
+    checker = _board_checker()
+    if checker is None:
+        return Finding("profile", "skip", f"profile {name!r}: this edgevoice cannot check boards against profiles")
+    problem = checker(name)
+    if problem:
+        return Finding("profile", "fail", f"profile {name!r}: {problem}", "set [hardware] profile to this board's")
+    return Finding("profile", "pass", f"profile {name!r} matches this board")
+
+
+def _formats(ctx: Context, pa: pyaudio.PyAudio) -> tuple[StreamFormat, StreamFormat]:
+    assert ctx.config is not None
+    audio = ctx.config.audio
+    devices = list_devices(pa)
+    mic = negotiate_format(
+        pa, find_device(devices, audio.input_device, "input"), "input", audio.input_rate, audio.input_channels
+    )
+    spk = negotiate_format(
+        pa, find_device(devices, audio.output_device, "output"), "output", audio.output_rate, audio.output_channels
+    )
+    return mic, spk
+
+
+def _open(pa: pyaudio.PyAudio, fmt: StreamFormat, *, input: bool) -> pyaudio.Stream:
+    direction = "input" if input else "output"
+    with quiet_stderr():
+        return pa.open(
+            format=pyaudio.paInt16,
+            channels=fmt.channels,
+            rate=fmt.rate,
+            input=input,
+            output=not input,
+            frames_per_buffer=fmt.rate // 50,
+            **{f"{direction}_device_index": fmt.device.index},
+        )
+
+
+def check_audio_devices(ctx: Context) -> Finding:
+    if (skip := _needs_config(ctx, "audio")) is not None:
+        return skip
+    pa = open_portaudio()
+    try:
+        mic, spk = _formats(ctx, pa)
+        for fmt, is_input in ((mic, True), (spk, False)):
+            stream = _open(pa, fmt, input=is_input)
+            if not is_input:
+                stream.write(b"\0\0" * fmt.channels * (fmt.rate // 10))
+            stream.close()
+    except AudioDeviceError as exc:
+        return Finding("audio", "fail", str(exc), "set [audio] input_device / output_device (see `edgevoice devices`)")
+    except OSError as exc:
+        return Finding("audio", "fail", f"opening the sound devices failed: {exc}", "is another program using them?")
+    finally:
+        pa.terminate()
+    return Finding(
+        "audio",
+        "pass",
+        f"microphone {mic.device.name!r} at {mic.rate} Hz x{mic.channels}, "
+        f"speaker {spk.device.name!r} at {spk.rate} Hz x{spk.channels}",
+    )
+
+
+def check_microphone(ctx: Context) -> Finding:
+    if (skip := _needs_config(ctx, "microphone")) is not None:
+        return skip
+    assert ctx.config is not None
+    pa = open_portaudio()
+    try:
+        mic, _ = _formats(ctx, pa)
+        stream = _open(pa, mic, input=True)
+        try:
+            raw = stream.read(int(mic.rate * ctx.listen_s), exception_on_overflow=False)
+        finally:
+            stream.close()
+    except (AudioDeviceError, OSError) as exc:
+        return Finding("microphone", "skip", f"cannot record: {exc}")
+    finally:
+        pa.terminate()
+    channel = min(ctx.config.audio.input_channel, mic.channels - 1)
+    samples = np.frombuffer(raw, dtype="<i2")[channel :: mic.channels].astype(np.int32)
+    peak = int(np.abs(samples).max()) if samples.size else 0
+    rms = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if samples.size else 0.0
+    level = f"peak {_dbfs(peak):.0f} dBFS, rms {_dbfs(rms):.0f} dBFS over {ctx.listen_s:g} s"
+    if peak == 0:
+        return Finding(
+            "microphone",
+            "fail",
+            f"digital silence ({level})",
+            "the capture is muted or the wrong channel: check alsamixer (F4, capture) and [audio] input_channel",
+        )
+    if peak < SILENT_PEAK:
+        return Finding("microphone", "warn", f"nearly silent ({level})", "raise the capture gain in alsamixer")
+    clipped = float(np.mean(np.abs(samples) >= 32767))
+    if clipped > CLIPPED_FRACTION:
+        return Finding(
+            "microphone", "warn", f"clipping: {clipped:.1%} of samples at full scale ({level})", "lower the gain"
+        )
+    return Finding("microphone", "pass", level)
+
+
+def _dbfs(value: float) -> float:
+    return 20 * np.log10(max(value, 1e-9) / 32768)
+
+
+def check_gpio(ctx: Context) -> Finding:
+    if (skip := _needs_config(ctx, "gpio")) is not None:
+        return skip
+    assert ctx.config is not None
+    config = ctx.config
+    wanted = [("button", config.button.pin)] if config.button.enabled else []
+    wanted += [("LED", config.leds.pin)] if config.leds.enabled else []
+    if not wanted:
+        return Finding("gpio", "skip", "button and LED are disabled")
+    try:
+        factory = make_pin_factory(config.hardware.pin_factory)
+    except HardwareError as exc:
+        return Finding("gpio", "fail", str(exc))
+    import gpiozero
+
+    claimed = []
+    problems = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # gpiozero's factory fallbacks: our message says what matters
+        for what, pin in wanted:
+            try:
+                claimed.append(gpiozero.DigitalOutputDevice(pin, pin_factory=factory))
+            except Exception as exc:
+                problems.append(explain_gpio_error(exc, f"{what} on GPIO{pin}"))
+        name = type(factory or gpiozero.Device.pin_factory).__name__
+    for device in claimed:
+        device.close()
+    pins = ", ".join(f"{what} GPIO{pin}" for what, pin in wanted)
+    if problems:
+        return Finding("gpio", "fail", "; ".join(problems), "free the pin (another program?) or change it in config")
+    if "Mock" in name:
+        return Finding("gpio", "warn", f"{pins} free, but on mock pins ({name})", "no real GPIO: fine for a test")
+    return Finding("gpio", "pass", f"{pins} free ({name})")
+
+
+def check_control_socket(ctx: Context) -> Finding:
+    path = Path(CONTROL_SOCKET)
+    if ctx.service_active and path.exists():
+        return Finding("control socket", "pass", f"{path} is served by the running edgevoice")
+    if not path.parent.is_dir():
+        if Path("/run").is_dir() and os.access("/run", os.W_OK):
+            return Finding("control socket", "pass", f"{path.parent} will be created at start (RuntimeDirectory=)")
+        return Finding(
+            "control socket", "warn", f"{path.parent} does not exist", "run edgevoice as the systemd service"
+        )
+    probe = path.parent / f".doctor-{os.getpid()}.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(probe))
+    except OSError as exc:
+        return Finding(
+            "control socket", "fail", f"cannot create a socket in {path.parent}: {exc.strerror}", "check its owner"
+        )
+    finally:
+        sock.close()
+        probe.unlink(missing_ok=True)
+    return Finding("control socket", "pass", f"{path.parent} is writable")

@@ -1,0 +1,136 @@
+"""`edgevoice doctor` against the emulator and the virtual sound card, working and broken."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from conftest import CARD
+
+from edgevoice.config import Config
+from edgevoice.doctor import Context, Finding, diagnose, local, report
+from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
+from edgevoice.virtual_audio import MIC_FAST, SPEAKER_FAST
+
+KEY = "sk-proj-doctor0123456789abcdef"
+RATE = 48000
+
+
+def tone(seconds: float = 3.0, amplitude: int = 3000) -> np.ndarray:
+    return (np.sin(2 * np.pi * 440 * np.arange(int(RATE * seconds)) / RATE) * amplitude).astype(np.int16)
+
+
+def write_config(path: Path, url: str, input_device: str = MIC_FAST) -> str:
+    path.write_text(
+        f'[realtime]\nurl = "{url}"\n'
+        f'[audio]\ninput_device = "{input_device}"\noutput_device = "{SPEAKER_FAST}"\ninput_rate = {RATE}\n'
+        '[hardware]\npin_factory = "mock"\n'
+    )
+    return str(path)
+
+
+def run_checks(config: str, emulator: EmulatorSettings, key: str) -> dict[str, Finding]:
+    async def scenario() -> list[Finding]:
+        async with RealtimeEmulator(emulator) as emu:
+            path = write_config(Path(config), emu.url)
+            return await diagnose(Context(path, listen_s=0.3))
+
+    old = os.environ.get("OPENAI_API_KEY")
+    os.environ["OPENAI_API_KEY"] = key
+    try:
+        findings = asyncio.run(scenario())
+    finally:
+        if old is None:
+            os.environ.pop("OPENAI_API_KEY")
+        else:
+            os.environ["OPENAI_API_KEY"] = old
+    text = report(findings, False) + report(findings, True)
+    assert KEY not in text and KEY[:-4] not in text  # the key is used, never shown
+    return {f.check: f for f in findings}
+
+
+def test_a_working_device_passes_and_loopback_skips_dns_and_tls(tmp_path: Path) -> None:
+    CARD.write_mic(tone(), fast=True)
+    found = run_checks(str(tmp_path / "config.toml"), EmulatorSettings(api_key=KEY), KEY)
+    assert found["config"].status == "pass"
+    assert found["audio"].status == "pass" and f"{MIC_FAST!r} at 48000 Hz" in found["audio"].detail
+    assert found["microphone"].status == "pass" and "peak -21 dBFS" in found["microphone"].detail
+    assert found["gpio"].status == "warn" and "mock pins" in found["gpio"].detail
+    assert found["dns"].detail.startswith("skipped: loopback") and found["tls"].detail.startswith("skipped: loopback")
+    assert found["realtime"].status == "pass" and "session sess_" in found["realtime"].detail
+    assert "key from OPENAI_API_KEY" in found["realtime"].detail
+    assert found["disk"].status in ("pass", "warn")
+    assert not [f for f in found.values() if f.status == "fail"]
+
+
+def test_a_refused_key_a_silent_microphone_and_a_missing_device_fail_with_what_to_do(tmp_path: Path) -> None:
+    CARD.write_mic(np.zeros(RATE * 3, np.int16), fast=True)
+    found = run_checks(str(tmp_path / "config.toml"), EmulatorSettings(api_key="sk-the-right-one-123456"), KEY)
+    assert found["realtime"].status == "fail" and "refused the API key (HTTP 401)" in found["realtime"].detail
+    assert found["microphone"].status == "fail" and "digital silence" in found["microphone"].detail
+    assert "alsamixer" in found["microphone"].fix
+
+    async def missing_mic() -> list[Finding]:
+        path = write_config(tmp_path / "missing.toml", "ws://127.0.0.1:9/v1/realtime", input_device="USB PnP")
+        return await diagnose(Context(path, listen_s=0.3), only={"config", "audio", "microphone"})
+
+    config, audio, microphone = asyncio.run(missing_mic())
+    assert config.status == "pass"
+    assert audio.status == "fail" and "no input device whose name contains 'USB PnP'" in audio.detail
+    assert MIC_FAST in audio.detail and "edgevoice devices" in audio.fix  # it lists what is there
+    assert microphone.status == "skip"
+
+
+def test_a_wrong_hardware_profile_fails_and_an_uncheckable_one_skips(monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = Context(None)
+    ctx.config = Config(hardware=SimpleNamespace(pin_factory="mock", profile="respeaker-4mic"))  # type: ignore[arg-type]
+    monkeypatch.setattr(local, "profile_checker", None)
+    monkeypatch.setattr(local, "_board_checker", lambda: None)
+    assert local.check_profile(ctx).status == "skip"
+    monkeypatch.setattr(local, "_board_checker", lambda: lambda name: f"this board has no {name} (found: USB audio)")
+    found = local.check_profile(ctx)
+    assert found.status == "fail" and "this board has no respeaker-4mic" in found.detail
+    monkeypatch.setattr(local, "_board_checker", lambda: lambda name: None)
+    assert local.check_profile(ctx).status == "pass"
+    ctx.config = Config()
+    assert local.check_profile(ctx).detail == "no [hardware] profile set"
+
+
+def test_the_command_exits_zero_when_nothing_fails_and_one_otherwise(tmp_path: Path) -> None:
+    CARD.write_mic(tone(), fast=True)
+    emulator = subprocess.Popen([sys.executable, "-m", "edgevoice", "emulator", "--port", "0"], stderr=subprocess.PIPE)
+    assert emulator.stderr is not None
+    try:
+        line = b""
+        while b"connect to" not in line:
+            line = emulator.stderr.readline()
+            assert line, "the emulator exited"
+        url = line.decode().split("connect to ")[1].split()[0]
+        config = write_config(tmp_path / "config.toml", url)
+        env = {**os.environ, "OPENAI_API_KEY": KEY}
+        out = subprocess.run(
+            [sys.executable, "-m", "edgevoice", "doctor", "--config", config, "--json"],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stdout + out.stderr
+        result = json.loads(out.stdout)
+        assert result["failed"] == 0 and {c["check"] for c in result["checks"]} >= {"config", "audio", "realtime"}
+        (tmp_path / "bad.toml").write_text("[audio]\ninput_rate = 'fast'\n")
+        out = subprocess.run(
+            [sys.executable, "-m", "edgevoice", "doctor", "--config", str(tmp_path / "bad.toml")],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        assert out.returncode == 1
+        assert "FAIL  config" in out.stdout and "input_rate = 'fast': must be a whole number" in out.stdout
+        assert "SKIP  audio          needs a valid configuration" in out.stdout
+    finally:
+        emulator.send_signal(signal.SIGINT)
+        emulator.wait(10)
