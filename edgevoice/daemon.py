@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.25
 AUDIO_RETRY_S = 10.0
+SHUTDOWN_S = 1.5
 AUDIO_STALL_S = 2.0  # no microphone callback for this long: the audio path is dead (watchdog)
 EventListener = Callable[[dict[str, Any]], None]
 
@@ -331,9 +332,14 @@ class Daemon:
             self.audio.speaker.stop()  # silent at once; the session manager cancels the answer as it closes
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
+        # The session manager's last act (cancel the answer, close with 1000) gets a bounded moment: a server
+        # that never answers our close must not hold the service past systemd's stop timeout.
+        done, pending = await asyncio.wait(self._tasks, timeout=SHUTDOWN_S) if self._tasks else (set(), set())
+        for task in done:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+                task.result()
+        if pending:
+            log.warning("stopping without waiting for %s", ", ".join(t.get_name() for t in pending))
         if self.audio is not None:
             self.audio.close()
         for device in (self.button, self.led):

@@ -130,3 +130,40 @@ def test_uninstall_removes_what_it_added_and_keeps_the_config_unless_purged(tmp_
     provision(root, "--uninstall", "--purge")
     assert not (root / "etc/edgevoice").exists() and not (root / "var/lib/edgevoice").exists()
     assert "\n  remove " not in provision(root, "--uninstall")  # nothing left: a quiet no-op
+
+
+def test_a_token_url_device_stores_no_api_key_and_its_unit_loads_the_device_token(tmp_path: Path) -> None:
+    root = fresh_root(tmp_path / "root")
+    token = tmp_path / "device-token"
+    token.write_text("dev-0123456789abcdef\n")
+    url = "https://fleet.example.com/edgevoice/secret"
+    out = provision(root, "--token-url", url, "--device-token-file", str(token), env={"EDGEVOICE_API_KEY": KEY})
+    assert "not needed with --token-url" in out
+    assert not (root / "etc/credstore/openai_api_key").exists()  # even with a key in the environment
+    stored = root / "etc/credstore/edgevoice_device_token"
+    assert stored.read_text() == "dev-0123456789abcdef\n" and stored.stat().st_mode & 0o7777 == 0o600
+    assert f'[realtime]\ntoken_url = "{url}"' in (root / "etc/edgevoice/config.toml").read_text()
+    dropin = root / "etc/systemd/system/edgevoice.service.d/credentials.conf"
+    assert dropin.read_text().splitlines()[-2:] == [
+        "LoadCredential=",  # the unit's openai_api_key credential is dropped: there is no key file to load
+        "LoadCredential=edgevoice_device_token:/etc/credstore/edgevoice_device_token",
+    ]
+    # systemd reads the unit and the drop-in without complaint.
+    unit_dir = tmp_path / "units"
+    (unit_dir / "edgevoice.service.d").mkdir(parents=True)
+    binary = unit_dir / "edgevoice"
+    binary.write_text("#!/bin/sh\nexit 0\n")
+    binary.chmod(0o755)
+    unit = (REPO / "systemd/edgevoice.service").read_text().replace("/opt/edgevoice/venv/bin/edgevoice", str(binary))
+    (unit_dir / "edgevoice.service").write_text(unit)
+    shutil.copy(dropin, unit_dir / "edgevoice.service.d" / "credentials.conf")
+    check = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(unit_dir / "edgevoice.service")],
+        capture_output=True, text=True, env={**os.environ, "SYSTEMD_LOG_LEVEL": "debug"},
+    )  # fmt: skip
+    about_dropin = [line for line in (check.stdout + check.stderr).splitlines() if "credentials.conf" in line]
+    assert check.returncode == 0 and about_dropin  # the drop-in was read...
+    assert not [line for line in about_dropin if "Unknown" in line or "Failed" in line or "Invalid" in line]
+    assert "0 change(s)" in provision(root, "--token-url", url)  # ...and a second run keeps it all
+    provision(root, "--uninstall")
+    assert not dropin.parent.exists() and not stored.exists()

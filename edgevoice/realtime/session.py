@@ -191,7 +191,7 @@ class RealtimeSession:
                 # a dead link (no pong) is noticed within interval + timeout, not at the next TCP timeout
                 ping_interval=self.settings.reconnect.ping_interval_s,
                 ping_timeout=self.settings.reconnect.ping_timeout_s,
-                close_timeout=2,
+                close_timeout=1,  # SIGTERM must finish within 2 s even if the server ignores our close
                 proxy=None if self.endpoint.is_loopback else True,
             )
         except (InvalidHandshake, OSError, TimeoutError) as exc:
