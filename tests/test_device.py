@@ -39,7 +39,9 @@ def test_push_to_talk_turn_end_to_end(sound_card: VirtualSoundCard) -> None:
             await device.wait_capture(speech_end + 0.2)
             device.release()
             await device.wait_state("idle", after="speaking")
-            await asyncio.sleep(0.2)
+            sent_when_idle = len(device.sent("input_audio_buffer.append"))
+            await asyncio.sleep(1.0)
+            assert len(device.sent("input_audio_buffer.append")) == sent_when_idle  # idle: nothing goes up
         return device
 
     device = asyncio.run(scenario())

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from manager_harness import KEY, Capture, Managed, run, tone_frames, with_reconnect
@@ -444,3 +445,31 @@ def test_a_long_outage_does_not_hammer_the_server() -> None:
     attempts = run(scenario)
     late = [t for t, _ in attempts if 120 <= t < 600]
     assert 8 <= len(late) <= 60, len(late)  # about 4 a minute once the backoff reached its cap (30 s)
+
+
+def test_azure_uses_its_ga_path_and_the_api_key_header() -> None:
+    async def scenario() -> RealtimeEmulator:
+        async with RealtimeEmulator(EmulatorSettings(api_key=KEY)) as emulator:
+            azure = RealtimeSettings(
+                url=emulator.url.replace("/v1/realtime", "/openai/v1/realtime"),
+                provider="azure",
+                model="my-deployment",
+                transcription=TranscriptionSettings(model=""),
+            )
+            links: list[Any] = []
+            manager = SessionManager(
+                azure, StaticSecret(KEY), tools=ToolRegistry(), on_event=lambda e: None, on_link=links.append
+            )
+            task = asyncio.create_task(manager.run())
+            manager.connect()
+            while not manager.is_up:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            assert [s.state for s in links] == ["connecting", "up"]
+        return emulator
+
+    emulator = run(scenario)
+    (handshake,) = emulator.handshakes
+    assert handshake.path == "/openai/v1/realtime" and handshake.query["model"] == "my-deployment"
+    assert "api-key" in handshake.headers and "authorization" not in handshake.headers
