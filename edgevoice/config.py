@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import tomllib
 import types
 import typing
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edgevoice.audio.settings import AudioSettings
+from edgevoice.hw.gestures import gesture_problems
+from edgevoice.hw.profiles import Profile, ProfileError, load_profile
 from edgevoice.hw.settings import ButtonSettings, HardwareSettings, LedSettings
 from edgevoice.realtime.settings import KNOWN_MODELS, RealtimeSettings
 
@@ -52,6 +55,7 @@ class Config:
     realtime: RealtimeSettings = RealtimeSettings()
     audio: AudioSettings = AudioSettings()
     button: ButtonSettings = ButtonSettings()
+    buttons: dict[str, ButtonSettings] = field(default_factory=dict)  # more buttons: [buttons.NAME]
     leds: LedSettings = LedSettings()
     hardware: HardwareSettings = HardwareSettings()
     conversation: ConversationSettings = ConversationSettings()
@@ -85,14 +89,43 @@ def load_config(cli_path: str | None = None, environ: typing.Mapping[str, str] =
     return parse_config(text, str(path))
 
 
-def parse_config(text: str, source: str = "<string>") -> Config:
+def parse_config(text: str, source: str = "<string>", profile_dirs: typing.Sequence[Path] | None = None) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     config = _build(Config, data, source, "")
+    if config.hardware.profile:
+        config, source = _apply_profile(config.hardware.profile, data, source, profile_dirs)
     _check_combinations(config, source)
     return dataclasses.replace(config, source=source)
+
+
+def _apply_profile(
+    spec: str, data: dict[str, Any], source: str, dirs: typing.Sequence[Path] | None
+) -> tuple[Config, str]:
+    """The configuration with the hardware profile as its base (the file's own keys win), and its source.
+
+    The profile is validated on its own first, so a bad value in it is reported against the profile's file.
+    """
+    try:
+        profile: Profile = load_profile(spec, dirs)
+    except ProfileError as exc:
+        raise ConfigError(f"{source}: [hardware] profile = {spec!r}: {exc}") from None
+    profile_source = f"{profile.path} (the hardware profile {profile.name!r} named in {source})"
+    _check_combinations(_build(Config, profile.settings, profile_source, ""), profile_source)
+    merged = _build(Config, _merge(profile.settings, data), source, "")
+    return merged, f"{source} on top of hardware profile {profile.path}"
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _build(cls: type, data: dict[str, Any], source: str, prefix: str) -> Any:
@@ -116,6 +149,14 @@ def _convert(hint: Any, value: Any, f: dataclasses.Field[Any], source: str, wher
         if not isinstance(value, dict):
             raise fail("expected a table (a [section])")
         return _build(hint, value, source, where)
+    if typing.get_origin(hint) is dict:  # named sub-sections of one kind: [buttons.NAME]
+        item = typing.get_args(hint)[1]
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise fail(f"expected tables, one per name: [{where}.NAME]")
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+                raise ConfigError(f"{source}: [{where}.{name}]: name it with letters, digits, '-' and '_'")
+        return {name: _build(item, sub, source, f"{where}.{name}") for name, sub in value.items()}
     if typing.get_origin(hint) is Literal:
         choices = typing.get_args(hint)
         if value not in choices or type(value) is not type(choices[0]):
@@ -177,10 +218,49 @@ def _check_combinations(config: Config, source: str) -> None:
             f"{source}: [audio] input_channel = {audio.input_channel}: the microphone has "
             f"input_channels = {audio.input_channels} (channels count from 0)"
         )
-    if config.button.enabled and config.leds.enabled and config.button.pin == config.leds.pin:
-        raise ConfigError(
-            f"{source}: [button] pin and [leds] pin are both {config.button.pin}; a GPIO can be only one of them"
-        )
+    _check_hardware(config, source)
+
+
+def button_sections(config: Config) -> dict[str, ButtonSettings]:
+    """Every button by its config section: "button", then "buttons.NAME" for each extra one."""
+    return {"button": config.button, **{f"buttons.{name}": b for name, b in config.buttons.items()}}
+
+
+def _gpio_uses(config: Config) -> list[tuple[str, int]]:
+    """(what, BCM number) for every GPIO the enabled buttons and LEDs take."""
+    uses = [(f"[{section}] pin", b.pin) for section, b in button_sections(config).items() if b.enabled]
+    leds = config.leds
+    if not leds.enabled:
+        return uses
+    if leds.driver in ("gpio", "pwm"):
+        uses.append(("[leds] pin", leds.pin))
+    elif leds.driver == "rgb":
+        uses += [(f"[leds] {c}_pin", getattr(leds, f"{c}_pin")) for c in ("red", "green", "blue")]
+    else:
+        uses += [("[leds] data_pin", leds.data_pin), ("[leds] clock_pin", leds.clock_pin)]
+        if (leds.data_pin, leds.clock_pin) == (10, 11):  # SPI0 also takes MISO and the chip select
+            uses += [
+                ("[leds] (SPI0 MISO)", 9),
+                (f"[leds] spi_device = {leds.spi_device} (its chip select)", 8 - leds.spi_device),
+            ]
+    uses += [(f"[leds] {key}", getattr(leds, key)) for key in ("power_pin", "mute_pin") if getattr(leds, key) >= 0]
+    return uses
+
+
+def _check_hardware(config: Config, source: str) -> None:
+    push_to_talk = config.realtime.turn_detection.type == "none"
+    for section, button in button_sections(config).items():
+        problems = gesture_problems(button, push_to_talk, section) if button.enabled else []
+        if problems:
+            raise ConfigError(f"{source}: {problems[0]}")
+    leds = config.leds
+    if leds.enabled and leds.driver == "rgb" and min(leds.red_pin, leds.green_pin, leds.blue_pin) < 0:
+        raise ConfigError(f"{source}: [leds] driver = 'rgb' needs red_pin, green_pin and blue_pin (BCM GPIO numbers)")
+    seen: dict[int, str] = {}
+    for what, pin in _gpio_uses(config):
+        if pin in seen:
+            raise ConfigError(f"{source}: {seen[pin]} and {what} are both {pin}; a GPIO can be only one of them")
+        seen[pin] = what
 
 
 def config_warnings(config: Config) -> list[str]:
