@@ -151,9 +151,11 @@ def _convert(hint: Any, value: Any, f: dataclasses.Field[Any], source: str, wher
         return _build(hint, value, source, where)
     if typing.get_origin(hint) is dict:  # named sub-sections of one kind: [buttons.NAME]
         item = typing.get_args(hint)[1]
-        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        if not isinstance(value, dict):
             raise fail(f"expected tables, one per name: [{where}.NAME]")
-        for name in value:
+        for name, sub in value.items():
+            if not isinstance(sub, dict):
+                raise ConfigError(f"{source}: [{where}] {name} = {sub!r}: expected a table, [{where}.{name}]")
             if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
                 raise ConfigError(f"{source}: [{where}.{name}]: name it with letters, digits, '-' and '_'")
         return {name: _build(item, sub, source, f"{where}.{name}") for name, sub in value.items()}
