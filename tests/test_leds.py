@@ -118,7 +118,7 @@ def test_speaking_follows_the_level_of_what_is_played() -> None:
     assert 0.6 < states[4] < 1.0
     clock.now += 0.5  # the level stops coming: back to the pulse
     show.step(clock.now)
-    assert show.step(clock.now + 0.1) == pytest.approx(1 / 30)
+    assert show.step(clock.now + 0.1) == pytest.approx(1 / show.fps)
 
 
 def test_a_plain_led_flickers_with_the_voice() -> None:

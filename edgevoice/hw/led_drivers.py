@@ -115,12 +115,18 @@ def apa102_frame(pixels: Sequence[RGB], brightness: float, order: str = "bgr") -
     """
     level = 0 if brightness <= 0 else max(1, round(brightness * 31))
     head = 0b1110_0000 | level
+    first, second, third = ("rgb".index(c) for c in order)
     out = bytearray(4)
     for rgb in pixels:
-        channel = dict(zip("rgb", (round(min(max(c, 0.0), 1.0) * 255) for c in rgb), strict=True))
-        out += bytes((head, channel[order[0]], channel[order[1]], channel[order[2]]))
+        v = [255 if c >= 1 else 0 if c <= 0 else int(c * 255 + 0.5) for c in rgb]
+        out += bytes((head, v[first], v[second], v[third]))
     out += bytes(max(4, math.ceil(len(pixels) / 16)))
     return bytes(out)
+
+
+class SpiBus(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
 
 
 class BitBangSpi:
@@ -175,19 +181,21 @@ class Apa102Strip:
 
     kind: Kind = "colour"
 
-    def __init__(self, settings: LedSettings, pin_factory: Any | None = None) -> None:
+    def __init__(self, settings: LedSettings, pin_factory: Any | None = None, bus: SpiBus | None = None) -> None:
         self.pixels = settings.count
         self.brightness = settings.brightness
         self.order = settings.pixel_order
         self._pins = (settings.data_pin, settings.clock_pin)
-        self._bus: BitBangSpi | HardwareSpi
-        if self._pins == HARDWARE_SPI0:
+        self._bus: SpiBus = bus if bus is not None else self._open_bus(settings, pin_factory)
+
+    @staticmethod
+    def _open_bus(settings: LedSettings, pin_factory: Any | None) -> SpiBus:
+        if (settings.data_pin, settings.clock_pin) == HARDWARE_SPI0:
             try:
-                self._bus = HardwareSpi(settings.spi_device, pin_factory)
-                return
+                return HardwareSpi(settings.spi_device, pin_factory)
             except Exception as exc:
                 log.info("APA102 pixels: no SPI0 (%s); clocking the bits out on GPIO10/GPIO11 directly", exc)
-        self._bus = BitBangSpi(settings.data_pin, settings.clock_pin, pin_factory)
+        return BitBangSpi(settings.data_pin, settings.clock_pin, pin_factory)
 
     def write(self, frame: Sequence[RGB]) -> None:
         self._bus.write(apa102_frame(frame, self.brightness, self.order))

@@ -159,7 +159,7 @@ class LedShow:
         driver: LedDriver,
         *,
         mute_led: LedDriver | None = None,
-        fps: float = 30.0,
+        fps: float = 20.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.driver = driver

@@ -59,7 +59,7 @@ class Panel:
         loop: asyncio.AbstractEventLoop,
         on_action: Callable[[ButtonAction], None],
         pin_factory: Any | None = None,
-        fps: float = 30.0,
+        fps: float = 20.0,
     ) -> Panel:
         """Open what the settings enable (`buttons` by config section name: "button", "buttons.mute", ...)."""
         opened: list[GestureButton] = []
