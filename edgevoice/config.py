@@ -279,4 +279,9 @@ def config_warnings(config: Config) -> list[str]:
         )
     if rt.reasoning_effort and not rt.model.startswith("gpt-realtime-2"):
         warnings.append(f"[realtime] reasoning_effort is ignored: {rt.model!r} is not a reasoning model")
+    if rt.turn_detection.type == "none" and not any(b.enabled for b in button_sections(config).values()):
+        warnings.append(
+            "push-to-talk ([realtime.turn_detection] type = 'none') with no button enabled: wire one and set "
+            "[button] enabled = true and pin, or use server_vad"
+        )
     return warnings

@@ -120,6 +120,11 @@ def test_warnings_for_models_with_a_shutdown_date_and_unknown_models() -> None:
     assert any(
         "not one edgevoice was tested with" in w for w in config_warnings(parse_config("[realtime]\nmodel = 'gpt-9'"))
     )
+    no_button = config_warnings(parse_config("[button]\nenabled = false"))
+    assert any("push-to-talk" in w and "no button enabled" in w for w in no_button)
+    assert (
+        config_warnings(parse_config("[button]\nenabled = false\n[realtime.turn_detection]\ntype = 'server_vad'")) == []
+    )
 
 
 def test_every_key_is_documented() -> None:
