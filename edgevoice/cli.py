@@ -69,6 +69,41 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
     return run_selftest(args.config, plot=args.plot, button_timeout_s=args.button_timeout, state_dir=args.state_dir)
 
 
+def _cmd_profiles(args: argparse.Namespace) -> int:
+    from edgevoice.hw import profiles as hwp
+
+    if args.action == "list":
+        found = hwp.list_profiles()
+        width = max((len(p.name) for p in found), default=0)
+        for profile in found:
+            print(f"{profile.name:<{width}}  {profile.title}")
+        print(
+            '\nUse one with  [hardware] profile = "NAME"  in config.toml; `edgevoice profiles show NAME` for details.'
+        )
+        return 0
+    if args.action == "show":
+        if not args.name:
+            print("edgevoice: profiles show needs a NAME (see `edgevoice profiles list`)", file=sys.stderr)
+            return 2
+        try:
+            print(hwp.describe_profile(hwp.load_profile(args.name)))
+        except hwp.ProfileError as exc:
+            print(f"edgevoice: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    detection = hwp.detect(hwp.list_profiles(), _read_text(args.cards), _read_text(args.model))
+    print(hwp.describe_detection(detection))
+    return 0 if detection.matches else 1
+
+
+def _read_text(path: str) -> str:
+    """A /proc or /sys file's text, or "" when it does not exist (no sound cards, not a Pi)."""
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgevoice", description="A voice terminal for the OpenAI Realtime API.")
     parser.add_argument("--version", action="version", version=f"edgevoice {__version__}")
@@ -103,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir", help="where to save the echo path (default: $STATE_DIRECTORY or /var/lib/edgevoice)"
     )
     selftest.set_defaults(func=_cmd_selftest)
+
+    profiles = sub.add_parser("profiles", help="hardware profiles: list, show NAME, detect this board")
+    profiles.add_argument("action", choices=("list", "show", "detect"))
+    profiles.add_argument("name", nargs="?", help="the profile to show")
+    profiles.add_argument("--cards", default="/proc/asound/cards", help="the sound card list to detect from")
+    profiles.add_argument("--model", default="/proc/device-tree/model", help="the board model to detect from")
+    profiles.set_defaults(func=_cmd_profiles)
 
     emulator = sub.add_parser("emulator", help="run the local Realtime-protocol server for development")
     emulator.add_argument("--host", default="127.0.0.1")

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edgevoice.audio.settings import AudioSettings
+from edgevoice.hw.gestures import gesture_problems
+from edgevoice.hw.profiles import Profile, ProfileError, load_profile
 from edgevoice.hw.settings import ButtonSettings, HardwareSettings, LedSettings
 from edgevoice.realtime.settings import KNOWN_MODELS, RealtimeSettings, UsageSettings
 
@@ -54,6 +56,7 @@ class Config:
     realtime: RealtimeSettings = RealtimeSettings()
     audio: AudioSettings = AudioSettings()
     button: ButtonSettings = ButtonSettings()
+    buttons: dict[str, ButtonSettings] = field(default_factory=dict)  # more buttons: [buttons.NAME]
     leds: LedSettings = LedSettings()
     hardware: HardwareSettings = HardwareSettings()
     conversation: ConversationSettings = ConversationSettings()
@@ -88,14 +91,43 @@ def load_config(cli_path: str | None = None, environ: typing.Mapping[str, str] =
     return parse_config(text, str(path))
 
 
-def parse_config(text: str, source: str = "<string>") -> Config:
+def parse_config(text: str, source: str = "<string>", profile_dirs: typing.Sequence[Path] | None = None) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     config = _build(Config, data, source, "")
+    if config.hardware.profile:
+        config, source = _apply_profile(config.hardware.profile, data, source, profile_dirs)
     _check_combinations(config, source)
     return dataclasses.replace(config, source=source)
+
+
+def _apply_profile(
+    spec: str, data: dict[str, Any], source: str, dirs: typing.Sequence[Path] | None
+) -> tuple[Config, str]:
+    """The configuration with the hardware profile as its base (the file's own keys win), and its source.
+
+    The profile is validated on its own first, so a bad value in it is reported against the profile's file.
+    """
+    try:
+        profile: Profile = load_profile(spec, dirs)
+    except ProfileError as exc:
+        raise ConfigError(f"{source}: [hardware] profile = {spec!r}: {exc}") from None
+    profile_source = f"{profile.path} (the hardware profile {profile.name!r} named in {source})"
+    _check_combinations(_build(Config, profile.settings, profile_source, ""), profile_source)
+    merged = _build(Config, _merge(profile.settings, data), source, "")
+    return merged, f"{source} on top of hardware profile {profile.path}"
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _build(cls: type, data: dict[str, Any], source: str, prefix: str) -> Any:
@@ -134,6 +166,16 @@ def _convert(hint: Any, value: Any, f: dataclasses.Field[Any], source: str, wher
         if not all(isinstance(v, item) and not isinstance(v, bool) for v in value):
             raise fail(f"expected a list of {_type_words((item,))}s")
         return tuple(value)
+    if origin is dict and dataclasses.is_dataclass(typing.get_args(hint)[1]):  # named sub-sections: [buttons.NAME]
+        item = typing.get_args(hint)[1]
+        if not isinstance(value, dict):
+            raise fail(f"expected tables, one per name: [{where}.NAME]")
+        for name, sub in value.items():
+            if not isinstance(sub, dict):
+                raise ConfigError(f"{source}: [{where}] {name} = {sub!r}: expected a table, [{where}.{name}]")
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+                raise ConfigError(f"{source}: [{where}.{name}]: name it with letters, digits, '-' and '_'")
+        return {name: _build(item, sub, source, f"{where}.{name}") for name, sub in value.items()}
     if origin is dict:  # a free-form table (e.g. a tool's JSON schema)
         if not isinstance(value, dict):
             raise fail("expected a table")
@@ -211,10 +253,49 @@ def _check_combinations(config: Config, source: str) -> None:
             )
     if rt.token_url and not rt.token_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
         raise ConfigError(f"{source}: [realtime] token_url = {rt.token_url!r}: must be https:// (or a local http URL)")
-    if config.button.enabled and config.leds.enabled and config.button.pin == config.leds.pin:
-        raise ConfigError(
-            f"{source}: [button] pin and [leds] pin are both {config.button.pin}; a GPIO can be only one of them"
-        )
+    _check_hardware(config, source)
+
+
+def button_sections(config: Config) -> dict[str, ButtonSettings]:
+    """Every button by its config section: "button", then "buttons.NAME" for each extra one."""
+    return {"button": config.button, **{f"buttons.{name}": b for name, b in config.buttons.items()}}
+
+
+def _gpio_uses(config: Config) -> list[tuple[str, int]]:
+    """(what, BCM number) for every GPIO the enabled buttons and LEDs take."""
+    uses = [(f"[{section}] pin", b.pin) for section, b in button_sections(config).items() if b.enabled]
+    leds = config.leds
+    if not leds.enabled:
+        return uses
+    if leds.driver in ("gpio", "pwm"):
+        uses.append(("[leds] pin", leds.pin))
+    elif leds.driver == "rgb":
+        uses += [(f"[leds] {c}_pin", getattr(leds, f"{c}_pin")) for c in ("red", "green", "blue")]
+    else:
+        uses += [("[leds] data_pin", leds.data_pin), ("[leds] clock_pin", leds.clock_pin)]
+        if (leds.data_pin, leds.clock_pin) == (10, 11):  # SPI0 also takes MISO and the chip select
+            uses += [
+                ("[leds] (SPI0 MISO)", 9),
+                (f"[leds] spi_device = {leds.spi_device} (its chip select)", 8 - leds.spi_device),
+            ]
+    uses += [(f"[leds] {key}", getattr(leds, key)) for key in ("power_pin", "mute_pin") if getattr(leds, key) >= 0]
+    return uses
+
+
+def _check_hardware(config: Config, source: str) -> None:
+    push_to_talk = config.realtime.turn_detection.type == "none"
+    for section, button in button_sections(config).items():
+        problems = gesture_problems(button, push_to_talk, section) if button.enabled else []
+        if problems:
+            raise ConfigError(f"{source}: {problems[0]}")
+    leds = config.leds
+    if leds.enabled and leds.driver == "rgb" and min(leds.red_pin, leds.green_pin, leds.blue_pin) < 0:
+        raise ConfigError(f"{source}: [leds] driver = 'rgb' needs red_pin, green_pin and blue_pin (BCM GPIO numbers)")
+    seen: dict[int, str] = {}
+    for what, pin in _gpio_uses(config):
+        if pin in seen:
+            raise ConfigError(f"{source}: {seen[pin]} and {what} are both {pin}; a GPIO can be only one of them")
+        seen[pin] = what
 
 
 def config_warnings(config: Config) -> list[str]:
@@ -231,4 +312,9 @@ def config_warnings(config: Config) -> list[str]:
         )
     if rt.reasoning_effort and not rt.model.startswith("gpt-realtime-2"):
         warnings.append(f"[realtime] reasoning_effort is ignored: {rt.model!r} is not a reasoning model")
+    if rt.turn_detection.type == "none" and not any(b.enabled for b in button_sections(config).values()):
+        warnings.append(
+            "push-to-talk ([realtime.turn_detection] type = 'none') with no button enabled: wire one and set "
+            "[button] enabled = true and pin, or use server_vad"
+        )
     return warnings

@@ -17,11 +17,8 @@ import asyncio
 import contextlib
 import logging
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
-
-import gpiozero
 
 from edgevoice.audio.bridge import CaptureStream, PlaybackStream
 from edgevoice.audio.devices import (
@@ -33,11 +30,11 @@ from edgevoice.audio.devices import (
 )
 from edgevoice.audio.microphone import Microphone
 from edgevoice.audio.speaker import Speaker
-from edgevoice.config import Config
+from edgevoice.config import Config, button_sections
 from edgevoice.conversation import Conversation, State
-from edgevoice.hw.button import TalkButton
-from edgevoice.hw.gpio import HardwareError, explain_gpio_error, make_pin_factory
-from edgevoice.hw.leds import StatusLed
+from edgevoice.hw.gestures import ButtonAction
+from edgevoice.hw.gpio import HardwareError, make_pin_factory
+from edgevoice.hw.panel import Panel
 from edgevoice.realtime import events as ev
 from edgevoice.realtime.credentials import (
     ApiKeySecret,
@@ -146,8 +143,7 @@ class Daemon:
         self._pin_factory = pin_factory
         self._listeners: list[EventListener] = []
         self.audio: AudioPaths | None = None
-        self.button: TalkButton | None = None
-        self.led: StatusLed | None = None
+        self.panel: Panel | None = None  # buttons and status LEDs
         self.tools = ToolRegistry()
         for tool in config.realtime.tools:
             self.tools.register(command_tool(tool))
@@ -165,12 +161,10 @@ class Daemon:
         self._listeners.append(listener)
 
     def _emit(self, event: dict[str, Any]) -> None:
-        if event.get("event") == "state" and self.led is not None:
-            try:
-                pattern = self.led.show(event["state"])
-                self._emit({"event": "led", "state": event["state"], "pattern": pattern.describe()})
-            except Exception as exc:  # a broken LED must never stop the voice
-                log.warning("status LED failed: %s", exc)
+        if event.get("event") == "state" and self.panel is not None:
+            pattern = self.panel.show(event["state"])  # never blocks, never raises for a broken LED
+            if pattern is not None:
+                self._emit({"event": "led", "state": event["state"], "pattern": pattern})
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -278,41 +272,41 @@ class Daemon:
             self.conversation.tick()
 
     def _open_gpio(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The button and the LED; failures are logged and the voice keeps working without them."""
-        assert self.conversation is not None
-        factory = self._pin_factory
-        if not (self.config.button.enabled or self.config.leds.enabled):
+        """The buttons and LEDs; failures are logged and the voice keeps working without them."""
+        buttons = {name: b for name, b in button_sections(self.config).items() if b.enabled}
+        if not (buttons or self.config.leds.enabled):
             return
+        factory = self._pin_factory
         if factory is None:
             try:
                 factory = make_pin_factory(self.config.hardware.pin_factory)
             except HardwareError as exc:
                 log.error("%s", exc)
                 return
-        # gpiozero warns once per pin factory it fails to load while looking for one ("auto");
-        # our own message says what to do, so those details go to the debug log.
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            if self.config.button.enabled:
-                try:
-                    self.button = TalkButton(
-                        self.config.button,
-                        loop,
-                        self.conversation.on_button_pressed,
-                        self.conversation.on_button_released,
-                        factory,
-                    )
-                except Exception as exc:
-                    log.error("%s", explain_gpio_error(exc, f"button on GPIO{self.config.button.pin}"))
-            if self.config.leds.enabled:
-                try:
-                    self.led = StatusLed(self.config.leds, factory)
-                except Exception as exc:
-                    log.error("%s", explain_gpio_error(exc, f"LED on GPIO{self.config.leds.pin}"))
-        for warning in caught:
-            log.debug("gpiozero: %s", warning.message)
-        if self.button is not None or self.led is not None:
-            log.info("GPIO through %s", type(factory or gpiozero.Device.pin_factory).__name__)
+        self.panel = Panel.open(
+            buttons=buttons,
+            leds=self.config.leds,
+            push_to_talk=self.config.realtime.turn_detection.type == "none",
+            loop=loop,
+            on_action=self._on_button,
+            pin_factory=factory,
+        )
+
+    def _on_button(self, action: ButtonAction) -> None:
+        """A button gesture, as the action it is mapped to (on the event loop)."""
+        assert self.conversation is not None
+        self._emit(action.as_event())
+        conversation = self.conversation
+        match action.action, action.phase:
+            case "talk", "start":
+                conversation.on_button_pressed()
+            case "talk", "end":
+                conversation.on_button_released()
+            case "converse", _:  # start / interrupt / end listening: what a press-and-release did before
+                conversation.on_button_pressed()
+                conversation.on_button_released()
+            case _:
+                log.warning("button: %r is not wired to the conversation yet", action.action)
 
     # ---- service supervision (systemd readiness and watchdog: edgevoice.service) ----------------------
 
@@ -342,10 +336,9 @@ class Daemon:
             log.warning("stopping without waiting for %s", ", ".join(t.get_name() for t in pending))
         if self.audio is not None:
             self.audio.close()
-        for device in (self.button, self.led):
-            if device is not None:
-                with contextlib.suppress(Exception):
-                    device.close()
+        if self.panel is not None:
+            with contextlib.suppress(Exception):
+                self.panel.close()
         log.info("stopped")
 
 

@@ -63,6 +63,20 @@ def test_values_are_read_into_nested_sections() -> None:
         ("[realtime]\nurl = 'http://x'", r"\[realtime\] url = 'http://x': must start with wss://"),
         ("[realtime]\nmodel = ' '", r"\[realtime\] model is empty"),
         ("[leds]\npin = 17", r"\[button\] pin and \[leds\] pin are both 17"),
+        ("[buttons.mute]\npin = 17", r"\[button\] pin and \[buttons.mute\] pin are both 17"),
+        ("[buttons.mute]\npinn = 5", r"unknown key \[buttons.mute\] pinn \(did you mean 'pin'\?\)"),
+        ("[buttons.mute]\npin = 60", r"\[buttons.mute\] pin = 60: must be between 0 and 53"),
+        ("[buttons]\nmute = 5", r"\[buttons\] mute = 5: expected a table, \[buttons.mute\]"),
+        ('[buttons."my button"]\npin = 5', r"\[buttons.my button\]: name it with letters, digits"),
+        ("[button]\nshort_press = 'talk'", r"\[button\] short_press = 'talk': talking needs the button held"),
+        ("[button]\nlong_press = 'end'", r"hold = 'talk' and long_press = 'end': a long hold would be both"),
+        ("[button]\nhold = 'shout'", r"\[button\] hold = 'shout': must be one of 'auto', 'none', 'talk'"),
+        ("[leds]\ndriver = 'apa102'\n[button]\npin = 9", r"\[button\] pin and \[leds\] \(SPI0 MISO\) are both 9"),
+        ("[leds]\nmute_pin = 27", r"\[leds\] pin and \[leds\] mute_pin are both 27"),
+        ("[leds]\ndriver = 'rgb'", r"\[leds\] driver = 'rgb' needs red_pin, green_pin and blue_pin"),
+        ("[leds]\nbrightness = 1.5", r"\[leds\] brightness = 1.5: must be between 0.0 and 1.0"),
+        ("buttons = 5", r"buttons = 5: expected tables, one per name: \[buttons.NAME\]"),
+        ("[hardware]\nprofile = 5", r"\[hardware\] profile = 5: must be a string"),
         (
             "[audio]\ninput_channels = 2\ninput_channel = 2",
             r"input_channel = 2: the microphone has input_channels = 2",
@@ -75,6 +89,17 @@ def test_values_are_read_into_nested_sections() -> None:
 def test_bad_values_name_the_file_the_key_and_what_is_allowed(text: str, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
         parse_config(text, "c.toml")
+
+
+def test_extra_buttons_and_a_vad_mapping() -> None:
+    config = parse_config(
+        "[realtime.turn_detection]\ntype = 'server_vad'\n"
+        "[button]\nlong_press = 'end'\n[buttons.mute]\npin = 22\nshort_press = 'mute'\ndouble_press = 'none'\n"
+        "[leds]\ndriver = 'rgb'\nred_pin = 5\ngreen_pin = 6\nblue_pin = 13\nmute_pin = 26\n",
+        "c.toml",
+    )
+    assert set(config.buttons) == {"mute"} and config.buttons["mute"].pin == 22
+    assert config.buttons["mute"].short_press == "mute" and config.buttons["mute"].bounce_ms == 20
 
 
 def test_explicit_missing_file_is_an_error_but_missing_default_is_not(tmp_path: Path) -> None:
@@ -95,6 +120,11 @@ def test_warnings_for_models_with_a_shutdown_date_and_unknown_models() -> None:
     assert any(
         "not one edgevoice was tested with" in w for w in config_warnings(parse_config("[realtime]\nmodel = 'gpt-9'"))
     )
+    no_button = config_warnings(parse_config("[button]\nenabled = false"))
+    assert any("push-to-talk" in w and "no button enabled" in w for w in no_button)
+    assert (
+        config_warnings(parse_config("[button]\nenabled = false\n[realtime.turn_detection]\ntype = 'server_vad'")) == []
+    )
 
 
 def test_every_key_is_documented() -> None:
@@ -114,6 +144,9 @@ def test_every_key_is_documented() -> None:
                 name = f"{section}.{f.name}" if section else f.name
                 assert f"## [{name}]" in doc, f"section [{name}] is not documented"
                 walk(hints[f.name], name)
+            elif typing.get_origin(hints[f.name]) is dict:  # named sections: [buttons.NAME]
+                assert f"## [{f.name}.NAME]" in doc, f"sections [{f.name}.NAME] are not documented"
+                walk(typing.get_args(hints[f.name])[1], f"{f.name}.NAME")
             else:
                 assert f"| `{f.name}` |" in doc, f"[{section}] {f.name} is not documented"
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,6 +17,8 @@ from conftest import CARD
 
 from edgevoice.config import Config
 from edgevoice.doctor import Context, Finding, diagnose, local, report
+from edgevoice.hw.profiles import check_board
+from edgevoice.hw.settings import HardwareSettings
 from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.virtual_audio import MIC_FAST, SPEAKER_FAST
 
@@ -89,17 +91,25 @@ def test_a_refused_key_a_silent_microphone_and_a_missing_device_fail_with_what_t
     assert microphone.status == "skip"
 
 
-def test_a_wrong_hardware_profile_fails_and_an_uncheckable_one_skips(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_hardware_profile_is_checked_against_the_sound_cards(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cards, model = tmp_path / "cards", tmp_path / "model"
+    model.write_text("Raspberry Pi 4 Model B Rev 1.4\x00")
+    monkeypatch.setattr(
+        local, "profile_checker", functools.partial(check_board, cards_path=str(cards), model_path=str(model))
+    )
     ctx = Context(None)
-    ctx.config = Config(hardware=SimpleNamespace(pin_factory="mock", profile="respeaker-4mic"))  # type: ignore[arg-type]
-    monkeypatch.setattr(local, "profile_checker", None)
-    monkeypatch.setattr(local, "_board_checker", lambda: None)
-    assert local.check_profile(ctx).status == "skip"
-    monkeypatch.setattr(local, "_board_checker", lambda: lambda name: f"this board has no {name} (found: USB audio)")
+    ctx.config = Config(hardware=HardwareSettings(pin_factory="mock", profile="respeaker-4mic"))
+    cards.write_text(
+        " 0 [Device         ]: USB-Audio - USB PnP Sound Device\n   C-Media USB PnP Sound Device at usb-1\n"
+    )
     found = local.check_profile(ctx)
-    assert found.status == "fail" and "this board has no respeaker-4mic" in found.detail
-    monkeypatch.setattr(local, "_board_checker", lambda: lambda name: None)
+    assert found.status == "fail" and "seeed4micvoicec" in found.detail and "USB PnP Sound Device" in found.detail
+    cards.write_text(" 1 [seeed4micvoicec]: seeed-4mic-voi - seeed-4mic-voicecard\n   seeed-4mic-voicecard\n")
     assert local.check_profile(ctx).status == "pass"
+    ctx.config = Config(hardware=HardwareSettings(pin_factory="mock", profile="no-such-board"))
+    assert local.check_profile(ctx).status == "fail"
     ctx.config = Config()
     assert local.check_profile(ctx).detail == "no [hardware] profile set"
 

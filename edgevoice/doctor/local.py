@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import socket
@@ -26,13 +25,14 @@ from edgevoice.audio.devices import (
 from edgevoice.config import ConfigError, config_warnings, load_config
 from edgevoice.doctor import Context, Finding
 from edgevoice.hw.gpio import HardwareError, explain_gpio_error, make_pin_factory
+from edgevoice.hw.profiles import check_board
 
 CONTROL_SOCKET = "/run/edgevoice/control.sock"
 SILENT_PEAK = 33  # int16 peak below -60 dBFS: nothing is reaching the microphone
 CLIPPED_FRACTION = 0.01  # more than 1 % of samples at full scale
 
 # A board check for `[hardware] profile`: called with the profile's name, returns a problem or None.
-# Filled from edgevoice.hw.profiles.check_board when that module exists; tests may set it.
+# edgevoice.hw.profiles.check_board; tests may set another.
 ProfileChecker = Callable[[str], "str | None"]
 profile_checker: ProfileChecker | None = None
 
@@ -69,15 +69,8 @@ def check_config(ctx: Context) -> Finding:
     return Finding("config", "pass", f"{ctx.config.source} is valid")
 
 
-def _board_checker() -> ProfileChecker | None:
-    if profile_checker is not None:
-        return profile_checker
-    try:
-        module = importlib.import_module("edgevoice.hw.profiles")
-    except ImportError:
-        return None
-    checker = getattr(module, "check_board", None)
-    return checker if callable(checker) else None
+def _board_checker() -> ProfileChecker:
+    return profile_checker or check_board
 
 
 def check_profile(ctx: Context) -> Finding:
@@ -87,10 +80,7 @@ def check_profile(ctx: Context) -> Finding:
     name = str(getattr(ctx.config.hardware, "profile", "") or "")
     if not name:
         return Finding("profile", "skip", "no [hardware] profile set")
-    checker = _board_checker()
-    if checker is None:
-        return Finding("profile", "skip", f"profile {name!r}: this edgevoice cannot check boards against profiles")
-    problem = checker(name)
+    problem = _board_checker()(name)
     if problem:
         return Finding("profile", "fail", f"profile {name!r}: {problem}", "set [hardware] profile to this board's")
     return Finding("profile", "pass", f"profile {name!r} matches this board")

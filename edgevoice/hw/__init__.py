@@ -1,1 +1,1 @@
-"""Hardware on GPIO: buttons and LEDs."""
+"""Hardware on GPIO: buttons and their gestures, status LEDs and their looks, boards' hardware profiles."""

@@ -22,7 +22,8 @@ import numpy as np
 from edgevoice.audio.devices import AudioDeviceError, find_device, list_devices, open_portaudio
 from edgevoice.config import Config, ConfigError, load_config
 from edgevoice.hw.gpio import HardwareError, explain_gpio_error, make_pin_factory
-from edgevoice.hw.leds import PATTERNS, StatusLed
+from edgevoice.hw.led_drivers import open_driver
+from edgevoice.hw.leds import LOOKS, LedShow
 from edgevoice.selftest.echo import EchoPath, measure, measurement_signal
 from edgevoice.selftest.playrec import duplex_format, play_and_record
 from edgevoice.selftest.png import plot_measurement
@@ -111,15 +112,16 @@ def check_led_and_button(
         warnings.simplefilter("ignore")
         if config.leds.enabled:
             try:
-                led = StatusLed(config.leds, factory)
+                show = LedShow(open_driver(config.leds, factory))
             except Exception as exc:
-                report.fail(explain_gpio_error(exc, f"LED on GPIO{config.leds.pin}"))
+                report.fail(explain_gpio_error(exc, f"[leds] {config.leds.driver} LED"))
             else:
+                show.start()
                 shown = []
-                for state in PATTERNS:
-                    shown.append(f"{state} ({led.show(state).describe()})")
+                for state in LOOKS:
+                    shown.append(f"{state} ({show.show(state)})")
                     time.sleep(LED_STEP_S)
-                led.close()
+                show.close()
                 report.say("LED walked through: " + ", ".join(shown))
         if config.button.enabled and button_timeout_s > 0:
             try:
