@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ from edgevoice.realtime import events as ev
 log = logging.getLogger(__name__)
 
 MIN_TURN_MS = 100  # the server refuses to commit less audio than this
+PREROLL_MS = 600  # microphone audio kept while not streaming: a turn can start from the moment of the press
 
 
 class State(StrEnum):
@@ -126,6 +128,8 @@ class Conversation:
         self._link_needs_person: str | None = None
         self._link_down_since: float | None = None
         self._faults: dict[str, str] = {}  # what needs a person, by origin ("audio", "key", "budget")
+        self.muted = False  # privacy mute: the microphone's audio goes nowhere
+        self._preroll: deque[tuple[float, np.ndarray]] = deque(maxlen=max(1, PREROLL_MS // frame_ms))
         self._holding = False  # push-to-talk button is down
         self._turn_ms = 0
         self._turn_started = 0.0
@@ -143,6 +147,8 @@ class Conversation:
     def _displayed(self) -> State:
         if self._faults or self._link_needs_person:
             return State.ERROR
+        if self.muted and self.phase in (State.IDLE, State.LISTENING):
+            return State.MUTED
         if self.phase == State.IDLE:
             kept_warm_but_down = self.settings.keep_warm and self._link_down_since is not None
             return State.OFFLINE if kept_warm_but_down else State.IDLE
@@ -208,18 +214,72 @@ class Conversation:
 
     # ---- button --------------------------------------------------------------------------------------
 
-    def on_button_pressed(self) -> None:
+    def on_button_pressed(self, pressed_at: float | None = None) -> None:
+        """Push-to-talk starts (or, with a VAD, a press toggles the conversation). `pressed_at`: when the
+        finger went down, if that was earlier than now (a hold is only known to be one after `hold_ms`)."""
         self._touch()
-        if self._faults or self._link_needs_person:
-            self._emit({"event": "notice", "message": f"cannot talk now: {self._displayed_reason()}"})
+        if not self._may_talk():
             return
         if self.phase in (State.THINKING, State.SPEAKING):
             self._interrupt(server_cancelled=False)
-            self._start_turn()
+            self._start_turn(pressed_at)
         elif self.phase == State.LISTENING and not self.push_to_talk:
             self._end_conversation("ended by the button")
         else:
+            self._start_turn(pressed_at)
+
+    def on_converse(self) -> None:
+        """A tap: start a conversation, interrupt the answer, or end listening (what depends on the moment)."""
+        self._touch()
+        if not self._may_talk():
+            return
+        if self.phase in (State.THINKING, State.SPEAKING):
+            self._interrupt(server_cancelled=False)
+            if self.push_to_talk:
+                self._set_phase(State.IDLE)
+            else:
+                self._follow_up_until = self._clock() + self.settings.follow_up_s
+                self._set_phase(State.LISTENING)
+        elif self.phase == State.LISTENING:
+            if self.push_to_talk:
+                self._end_turn()
+            else:
+                self._end_conversation("ended by the button")
+        elif self.push_to_talk:
+            self._emit({"event": "notice", "message": "hold the button while talking"})
+        else:
             self._start_turn()
+
+    def end_conversation(self, why: str = "ended by the user") -> None:
+        """Forget the conversation now (the `end` gesture, a controller's `end`)."""
+        self._touch()
+        if self._open or self.phase != State.IDLE:
+            if self.phase in (State.THINKING, State.SPEAKING):
+                self._interrupt(server_cancelled=False)
+            self._end_conversation(why)
+
+    def set_muted(self, muted: bool) -> None:
+        """Privacy mute: from now on the microphone's audio goes nowhere (not even the pre-roll)."""
+        if muted == self.muted:
+            return
+        self.muted = muted
+        self._preroll.clear()
+        if muted and self.phase == State.LISTENING:
+            self._link.clear_input()  # what was said in this turn is not sent either
+            self._holding = False
+            self._set_phase(State.IDLE)
+        log.info("microphone %s", "muted" if muted else "unmuted")
+        self._emit({"event": "mute", "muted": muted})
+        self._refresh()
+
+    def _may_talk(self) -> bool:
+        if self._faults or self._link_needs_person:
+            self._emit({"event": "notice", "message": f"cannot talk now: {self._displayed_reason()}"})
+            return False
+        if self.muted:
+            self._emit({"event": "notice", "message": "the microphone is muted: unmute it to talk"})
+            return False
+        return True
 
     def on_button_released(self) -> None:
         self._touch()
@@ -230,7 +290,7 @@ class Conversation:
     def _displayed_reason(self) -> str:
         return "; ".join([*self._faults.values(), *filter(None, [self._link_needs_person])])
 
-    def _start_turn(self) -> None:
+    def _start_turn(self, since: float | None = None) -> None:
         refusal = self._link.refusal()
         if refusal is not None:
             self.report_fault("budget", refusal)
@@ -247,6 +307,12 @@ class Conversation:
             self._want_link()
         if self.push_to_talk:
             self._link.clear_input()  # nothing stale may slip into this turn
+        if since is not None:  # the audio since the finger went down, from the pre-roll
+            for at, frame in self._preroll:
+                if at >= since:
+                    self._link.append_audio(frame)
+                    self._turn_ms += self._frame_ms
+        self._preroll.clear()
         self._set_phase(State.LISTENING)
 
     def _end_turn(self) -> None:
@@ -265,11 +331,15 @@ class Conversation:
     # ---- microphone ----------------------------------------------------------------------------------
 
     def on_mic_frame(self, frame: np.ndarray) -> None:
+        if self.muted:
+            return
         if self.push_to_talk:
             streaming = self._holding and self.phase == State.LISTENING
         else:
             streaming = self._open and self.phase != State.IDLE
         if not streaming:
+            # Arrival time: the frame ends now, so it began a frame earlier.
+            self._preroll.append((self._clock() - self._frame_ms / 1000, frame))
             return
         self._link.append_audio(frame)
         if self.phase == State.LISTENING:

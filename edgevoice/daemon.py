@@ -165,6 +165,8 @@ class Daemon:
             pattern = self.panel.show(event["state"])  # never blocks, never raises for a broken LED
             if pattern is not None:
                 self._emit({"event": "led", "state": event["state"], "pattern": pattern})
+        elif event.get("event") == "mute" and self.panel is not None:
+            self.panel.set_muted(bool(event["muted"]))
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -299,14 +301,15 @@ class Daemon:
         conversation = self.conversation
         match action.action, action.phase:
             case "talk", "start":
-                conversation.on_button_pressed()
+                conversation.on_button_pressed(pressed_at=action.pressed_at)
             case "talk", "end":
                 conversation.on_button_released()
-            case "converse", _:  # start / interrupt / end listening: what a press-and-release did before
-                conversation.on_button_pressed()
-                conversation.on_button_released()
-            case _:
-                log.warning("button: %r is not wired to the conversation yet", action.action)
+            case "converse", _:
+                conversation.on_converse()
+            case "end", _:
+                conversation.end_conversation("ended by the button")
+            case "mute", _:
+                conversation.set_muted(not conversation.muted)
 
     # ---- service supervision (systemd readiness and watchdog: edgevoice.service) ----------------------
 

@@ -382,3 +382,63 @@ def test_failed_response_is_reported_and_the_device_returns_to_idle() -> None:
     conv.on_server_event(ev.ResponseDone("r1", "failed", None, "rate_limit_exceeded", "slow down"))
     assert conv.state == State.IDLE
     assert any(e["event"] == "error" and e["code"] == "rate_limit_exceeded" for e in emitted)
+
+
+def test_a_tap_interrupts_the_answer_and_a_vad_tap_starts_and_ends_a_conversation() -> None:
+    conv, rec, emitted, _ = make()
+    talk(conv, rec)
+    answer(conv, rec)
+    rec.played = 30.0
+    conv.on_converse()  # push-to-talk: a tap while it talks stops it, and that is all
+    assert ("truncate", "a1", 30) in rec.calls and conv.phase == State.IDLE
+    conv.on_converse()
+    assert any("hold the button" in e.get("message", "") for e in emitted)
+    vad, rec2, _, _ = make(push_to_talk=False)
+    vad.on_converse()
+    vad.on_link("up")
+    assert vad.state == State.LISTENING and rec2.names()[0] == "connect"
+    vad.on_converse()
+    assert vad.phase == State.IDLE and ("disconnect", True) in rec2.calls
+
+
+def test_end_forgets_the_conversation_even_mid_answer() -> None:
+    conv, rec, emitted, _ = make()
+    talk(conv, rec)
+    answer(conv, rec)
+    conv.end_conversation()
+    assert conv.phase == State.IDLE and ("disconnect", True) in rec.calls and "response.cancel" in rec.names()
+    assert any(e["event"] == "conversation_ended" for e in emitted)
+
+
+def test_mute_cuts_the_microphone_and_shows_at_all_times() -> None:
+    conv, rec, emitted, _ = make()
+    conv.on_button_pressed()
+    conv.on_link("up")
+    conv.on_mic_frame(FRAME)
+    conv.set_muted(True)
+    assert conv.state == State.MUTED and conv.phase == State.IDLE and rec.names()[-1] == "clear"
+    appended = rec.names().count("append")
+    conv.on_mic_frame(FRAME)
+    conv.on_button_pressed()  # refused: unmute first
+    conv.on_mic_frame(FRAME)
+    assert rec.names().count("append") == appended and conv.state == State.MUTED
+    assert {"event": "mute", "muted": True} in emitted
+    conv.set_muted(False)
+    assert conv.state == State.IDLE
+    conv.on_button_pressed(pressed_at=0.0)  # nothing of the muted time leaks through the pre-roll
+    assert rec.names().count("append") == appended
+
+
+def test_push_to_talk_starts_from_the_moment_of_the_press() -> None:
+    """A hold is only known after hold_ms: the pre-roll supplies the audio from the press on."""
+    conv, rec, _, clock = make()
+    conv.on_link("up")
+    for _ in range(20):  # 400 ms of room noise before the press
+        clock.now += 0.02
+        conv.on_mic_frame(FRAME)
+    pressed_at = clock.now
+    for _ in range(12):  # the first 240 ms of speech, before the hold is recognised
+        clock.now += 0.02
+        conv.on_mic_frame(FRAME)
+    conv.on_button_pressed(pressed_at=pressed_at)
+    assert rec.names().count("append") == 12  # exactly the frames since the press, none from before

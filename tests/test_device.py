@@ -32,9 +32,13 @@ def test_push_to_talk_turn_end_to_end(sound_card: VirtualSoundCard) -> None:
     mic = np.concatenate((silence(LEAD), speech, silence(20)))
     speech_end = LEAD + len(speech) / RATE
 
+    pressed_at: list[float] = []
+
     async def scenario() -> Device:
         async with Device(sound_card, mic=mic) as device:
             await device.wait_capture(LEAD - 0.2)
+            assert device.daemon is not None
+            pressed_at.append(device.daemon.capture_seconds)
             device.press()
             await device.wait_capture(speech_end + 0.2)
             device.release()
@@ -61,6 +65,8 @@ def test_push_to_talk_turn_end_to_end(sound_card: VirtualSoundCard) -> None:
     assert len(offsets) == 1, "the uplink's first sound is not (once) in the microphone's signal"
     start = offsets[0] - j
     assert start >= 0 and np.array_equal(sent, expected[start : start + len(sent)])
+    # The turn starts where the finger went down, though a hold is only recognised 250 ms later.
+    assert abs(start / 24000 - pressed_at[0]) < 0.08, (start / 24000, pressed_at[0])
     assert len(sent) / 24000 > len(speech) / RATE  # the whole phrase went up
     # The answer (the emulator's 440/660/880 Hz tones) came out of the speaker, once, in full.
     played = sound_card.read_speaker()
@@ -305,3 +311,26 @@ def test_the_key_goes_in_a_bearer_header_and_opens_the_session(sound_card: Virtu
     (handshake,) = device.emulator.handshakes
     assert handshake.status == 101 and handshake.query["model"] == "gpt-realtime-2"
     assert handshake.headers["authorization"].startswith("Bearer ") and "openai-beta" not in handshake.headers
+
+
+def test_a_double_press_mutes_the_microphone(sound_card: VirtualSoundCard) -> None:
+    async def scenario() -> Device:
+        async with Device(sound_card, mic=np.concatenate((silence(0.5), speak("Secret."), silence(20)))) as device:
+            await device.wait_capture(0.2)
+            for _ in range(2):  # a double press
+                device.press()
+                await asyncio.sleep(0.08)
+                device.release()
+                await asyncio.sleep(0.08)
+            await device.wait_state("muted")
+            device.press()  # holding to talk while muted: refused, nothing is sent
+            await asyncio.sleep(1.0)
+            device.release()
+            await asyncio.sleep(0.3)
+        return device
+
+    device = asyncio.run(scenario())
+    assert device.states == ["idle", "muted"]
+    assert [e["action"] for e in device.of("button")][:1] == ["mute"]
+    assert not device.sent("input_audio_buffer.append") and device.emulator.sessions_started == 0
+    assert any("muted" in e.get("message", "") for e in device.of("notice"))
