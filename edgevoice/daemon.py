@@ -98,8 +98,12 @@ class AudioPaths:
             devices = list_devices(self.pa)
             mic_dev = find_device(devices, audio.input_device, "input")
             spk_dev = find_device(devices, audio.output_device, "output")
-            mic_fmt = negotiate_format(self.pa, mic_dev, "input", audio.input_rate, audio.input_channels)
-            spk_fmt = negotiate_format(self.pa, spk_dev, "output", audio.output_rate, audio.output_channels)
+            mic_fmt = negotiate_format(
+                self.pa, mic_dev, "input", audio.input_rate, audio.input_channels, audio.sample_format
+            )
+            spk_fmt = negotiate_format(
+                self.pa, spk_dev, "output", audio.output_rate, audio.output_channels, audio.sample_format
+            )
             self.capture = CaptureStream(self.pa, mic_fmt, mic_fmt.rate * audio.frame_ms // 1000, loop)
             self.playback = PlaybackStream(self.pa, spk_fmt, spk_fmt.rate * audio.frame_ms // 1000)
         except BaseException:

@@ -63,12 +63,12 @@ class VirtualSoundCard:
         os.environ.update(self.environment)
 
     def write_mic(self, samples: np.ndarray, *, fast: bool = False) -> None:
-        """What the microphone will "hear" (int16 mono at `rate`), from the next time it is opened.
-
-        Past its end the file plugin repeats old data: pad the script with enough silence.
+        """What the microphone will "hear" (int16, or int32 for a 32-bit device; at `rate`) from the next time
+        it is opened. Past its end the file plugin repeats old data: pad the script with enough silence.
         """
         path = self.mic_fast_file if fast else self.mic_file
-        path.write_bytes(np.asarray(samples, dtype="<i2").tobytes())
+        samples = np.asarray(samples)
+        path.write_bytes(samples.astype("<i4" if samples.dtype == np.int32 else "<i2").tobytes())
 
     def read_speaker(self, *, fast: bool = False) -> np.ndarray:
         """Everything played so far (int16 mono at `rate`)."""

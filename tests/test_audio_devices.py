@@ -80,3 +80,48 @@ def test_capture_delivers_the_microphone_exactly_at_any_rate_and_channel(pa) -> 
     got = np.concatenate(asyncio.run(capture()))
     expected = to_int16(resample_poly(wanted.astype(np.float64), 3, 2))
     assert np.array_equal(got, expected[: got.size])
+
+
+def test_a_32_bit_microphone_is_captured_at_its_width(pa) -> None:  # type: ignore[no-untyped-def]
+    """I2S HATs (AC108, the AIY voice HAT) capture 32-bit only: the frames are the same as at 16 bits."""
+    rng = np.random.default_rng(11)
+    voice = to_int16(rng.standard_normal(48000) * 3000)
+    CARD.write_mic(voice.astype("<i4") << 16, fast=True)  # what a 32-bit device delivers
+    device = find_device(list_devices(pa), MIC_FAST, "input")
+    fmt = negotiate_format(pa, device, "input", 48000, 1, "int32")
+    assert fmt.width == 4
+
+    async def capture() -> list[np.ndarray]:
+        stream = CaptureStream(pa, fmt, 960, asyncio.get_running_loop(), max_queued=1000)
+        mic = Microphone(stream)
+        frames: list[np.ndarray] = []
+        stream.start()
+        try:
+            async for frame in mic.frames():
+                frames.append(frame)
+                if len(frames) == 40:
+                    break
+        finally:
+            stream.close()
+        return frames
+
+    got = np.concatenate(asyncio.run(capture()))
+    expected = to_int16(resample_poly(voice.astype(np.float64), 1, 2))
+    assert np.array_equal(got, expected[: got.size])
+
+
+def test_a_32_bit_speaker_gets_the_signal_in_the_top_16_bits() -> None:
+    from edgevoice.audio.devices import DeviceInfo, StreamFormat
+    from edgevoice.audio.ring import SampleRing
+    from edgevoice.audio.speaker import Speaker
+
+    class Device:
+        format = StreamFormat(DeviceInfo(0, "i2s", 0, 2, 24000, "ALSA"), 24000, 1, 4)
+        ring = SampleRing(4800, 1, np.int32)
+
+    speaker = Speaker(Device(), on_started=lambda item: None, on_drained=lambda: None)  # type: ignore[arg-type]
+    speaker.push("a1", np.array([1000, -2000, 3000] * 400, np.int16))
+    speaker._fill()
+    out = np.zeros((1200, 1), np.int32)
+    Device.ring.read_into(out)
+    assert out.dtype == np.int32 and np.array_equal(out[:3, 0], np.array([1000, -2000, 3000]) << 16)

@@ -26,7 +26,7 @@ def _open(pa: pyaudio.PyAudio, fmt: StreamFormat, frames: int, callback: Any, *,
     try:
         with quiet_stderr():
             return pa.open(
-                format=pyaudio.paInt16,
+                format=fmt.pa_format,
                 channels=fmt.channels,
                 rate=fmt.rate,
                 input=input,
@@ -111,8 +111,8 @@ class PlaybackStream:
     ) -> None:
         self.format = fmt
         self.frames_per_buffer = frames_per_buffer
-        self.ring = SampleRing(int(fmt.rate * ring_seconds), fmt.channels)
-        self._out = np.zeros((frames_per_buffer, fmt.channels), dtype=np.int16)
+        self.ring = SampleRing(int(fmt.rate * ring_seconds), fmt.channels, np.int32 if fmt.width == 4 else np.int16)
+        self._out = np.zeros((frames_per_buffer, fmt.channels), dtype=self.ring.dtype)
         self.last_callback = 0.0
         self._stream = _open(pa, fmt, frames_per_buffer, self._callback, input=False)
 
@@ -126,7 +126,11 @@ class PlaybackStream:
 
     def _callback(self, in_data: bytes | None, frame_count: int, time_info: Any, status: int) -> tuple[bytes, int]:
         self.last_callback = time.monotonic()
-        out = self._out if frame_count == len(self._out) else np.zeros((frame_count, self.format.channels), np.int16)
+        out = (
+            self._out
+            if frame_count == len(self._out)
+            else np.zeros((frame_count, self.format.channels), self.ring.dtype)
+        )
         self.ring.read_into(out)
         return out.tobytes(), pyaudio.paContinue
 

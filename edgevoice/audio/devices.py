@@ -39,6 +39,10 @@ class DeviceInfo:
         return self.max_input_channels if direction == "input" else self.max_output_channels
 
 
+SampleWidth = Literal[2, 4]  # bytes per sample: int16, or int32 (I2S HATs such as the AC108 capture only that)
+_PA_FORMATS = {2: pyaudio.paInt16, 4: pyaudio.paInt32}
+
+
 @dataclass(frozen=True)
 class StreamFormat:
     """What a stream is really opened with, after defaults were resolved against the device."""
@@ -46,6 +50,11 @@ class StreamFormat:
     device: DeviceInfo
     rate: int
     channels: int
+    width: SampleWidth = 2
+
+    @property
+    def pa_format(self) -> int:
+        return _PA_FORMATS[self.width]
 
 
 @contextlib.contextmanager
@@ -138,11 +147,13 @@ def find_device(devices: list[DeviceInfo], spec: int | str, direction: Direction
     return matches[0]
 
 
-def _supported(pa: pyaudio.PyAudio, device: DeviceInfo, direction: Direction, rate: int, channels: int) -> bool:
+def _supported(
+    pa: pyaudio.PyAudio, device: DeviceInfo, direction: Direction, rate: int, channels: int, width: int = 2
+) -> bool:
     kwargs = {
         f"{direction}_device": device.index,
         f"{direction}_channels": channels,
-        f"{direction}_format": pyaudio.paInt16,
+        f"{direction}_format": _PA_FORMATS[width],
     }
     try:
         with quiet_stderr():
@@ -152,19 +163,30 @@ def _supported(pa: pyaudio.PyAudio, device: DeviceInfo, direction: Direction, ra
 
 
 def negotiate_format(
-    pa: pyaudio.PyAudio, device: DeviceInfo, direction: Direction, rate: int = 0, channels: int = 0
+    pa: pyaudio.PyAudio,
+    device: DeviceInfo,
+    direction: Direction,
+    rate: int = 0,
+    channels: int = 0,
+    sample_format: Literal["auto", "int16", "int32"] = "auto",
 ) -> StreamFormat:
-    """Resolve `0 = default` for rate and channels and check the device accepts the result (int16)."""
+    """Resolve `0 = default` for rate and channels, and the sample width (16-bit first, then 32-bit, for
+    "auto"), and check the device accepts the result."""
     if channels == 0:
         candidates = [c for c in (1, 2) if c <= device.channels(direction)] or [device.channels(direction)]
     else:
         candidates = [channels]
+    widths: list[SampleWidth] = {"auto": [2, 4], "int16": [2], "int32": [4]}[sample_format]  # type: ignore[assignment]
     rate = rate or device.default_rate
-    for ch in candidates:
-        if _supported(pa, device, direction, rate, ch):
-            return StreamFormat(device, rate, ch)
-    ok_rates = [r for r in COMMON_RATES if any(_supported(pa, device, direction, r, ch) for ch in candidates)]
-    ok_channels = [c for c in range(1, device.channels(direction) + 1) if _supported(pa, device, direction, rate, c)]
+    for width in widths:
+        for ch in candidates:
+            if _supported(pa, device, direction, rate, ch, width):
+                return StreamFormat(device, rate, ch, width)
+    width = widths[0]
+    ok_rates = [r for r in COMMON_RATES if any(_supported(pa, device, direction, r, ch, width) for ch in candidates)]
+    ok_channels = [
+        c for c in range(1, device.channels(direction) + 1) if _supported(pa, device, direction, rate, c, width)
+    ]
     hint = []
     if ok_rates:
         hint.append(f"it accepts {', '.join(map(str, ok_rates))} Hz: set [audio] {direction}_rate")
@@ -172,6 +194,6 @@ def negotiate_format(
         hint.append(f"at {rate} Hz it accepts {ok_channels} channels: set [audio] {direction}_channels")
     raise AudioDeviceError(
         f"{direction} device {device.index} {device.name!r} refuses {rate} Hz with "
-        f"{' or '.join(map(str, candidates))} channel(s) of 16-bit audio; "
+        f"{' or '.join(map(str, candidates))} channel(s) of {' or '.join(f'{8 * w}-bit' for w in widths)} audio; "
         + ("; ".join(hint) if hint else "it accepted none of the common rates (is another program using it?)")
     )

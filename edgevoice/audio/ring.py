@@ -12,19 +12,20 @@ import numpy as np
 
 
 class SampleRing:
-    """Interleaved int16 frames, `capacity` frames long.
+    """Interleaved frames (int16, or int32 for 32-bit devices), `capacity` frames long.
 
     `total_written` and `total_read` count frames since creation and never go back, except that
     `clear()` drops what was written but not yet read (the writer's count falls back to the reader's).
     Those counters are the device positions the playout accounting maps items onto.
     """
 
-    def __init__(self, capacity: int, channels: int = 1) -> None:
+    def __init__(self, capacity: int, channels: int = 1, dtype: type[np.integer] = np.int16) -> None:
         if capacity <= 0 or channels <= 0:
             raise ValueError("capacity and channels must be positive")
         self.capacity = capacity
         self.channels = channels
-        self._data = np.zeros((capacity, channels), dtype=np.int16)
+        self.dtype = np.dtype(dtype)
+        self._data = np.zeros((capacity, channels), dtype=self.dtype)
         self._lock = threading.Lock()
         self.total_written = 0
         self.total_read = 0

@@ -18,3 +18,4 @@ class AudioSettings:
     input_channel: int = field(default=0, metadata={"min": 0, "max": 31, "doc": "the channel to use"})
     output_channels: int = field(default=0, metadata={"min": 0, "max": 32, "doc": "0 = mono if the device can"})
     frame_ms: Literal[10, 20, 40] = 20
+    sample_format: Literal["auto", "int16", "int32"] = "auto"  # auto: 16-bit if the device takes it, else 32-bit

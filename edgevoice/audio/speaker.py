@@ -105,6 +105,8 @@ class Speaker:
 
     def _write(self, account: ItemAccount, samples: np.ndarray, stream_samples: int) -> None:
         frames = to_int16(samples)
+        if self.ring.dtype == np.int32:  # a 32-bit device: the same signal in the top 16 bits
+            frames = frames.astype(np.int32) << 16
         if self.ring.channels > 1:
             frames = np.repeat(frames[:, None], self.ring.channels, axis=1)
         position = self.ring.total_written

@@ -90,12 +90,10 @@ def _formats(ctx: Context, pa: pyaudio.PyAudio) -> tuple[StreamFormat, StreamFor
     assert ctx.config is not None
     audio = ctx.config.audio
     devices = list_devices(pa)
-    mic = negotiate_format(
-        pa, find_device(devices, audio.input_device, "input"), "input", audio.input_rate, audio.input_channels
-    )
-    spk = negotiate_format(
-        pa, find_device(devices, audio.output_device, "output"), "output", audio.output_rate, audio.output_channels
-    )
+    mic_dev = find_device(devices, audio.input_device, "input")
+    spk_dev = find_device(devices, audio.output_device, "output")
+    mic = negotiate_format(pa, mic_dev, "input", audio.input_rate, audio.input_channels, audio.sample_format)
+    spk = negotiate_format(pa, spk_dev, "output", audio.output_rate, audio.output_channels, audio.sample_format)
     return mic, spk
 
 
@@ -103,7 +101,7 @@ def _open(pa: pyaudio.PyAudio, fmt: StreamFormat, *, input: bool) -> pyaudio.Str
     direction = "input" if input else "output"
     with quiet_stderr():
         return pa.open(
-            format=pyaudio.paInt16,
+            format=fmt.pa_format,
             channels=fmt.channels,
             rate=fmt.rate,
             input=input,
@@ -122,7 +120,7 @@ def check_audio_devices(ctx: Context) -> Finding:
         for fmt, is_input in ((mic, True), (spk, False)):
             stream = _open(pa, fmt, input=is_input)
             if not is_input:
-                stream.write(b"\0\0" * fmt.channels * (fmt.rate // 10))
+                stream.write(b"\0" * fmt.width * fmt.channels * (fmt.rate // 10))
             stream.close()
     except AudioDeviceError as exc:
         return Finding("audio", "fail", str(exc), "set [audio] input_device / output_device (see `edgevoice devices`)")
@@ -155,7 +153,8 @@ def check_microphone(ctx: Context) -> Finding:
     finally:
         pa.terminate()
     channel = min(ctx.config.audio.input_channel, mic.channels - 1)
-    samples = np.frombuffer(raw, dtype="<i2")[channel :: mic.channels].astype(np.int32)
+    wide = np.frombuffer(raw, dtype="<i2" if mic.width == 2 else "<i4")[channel :: mic.channels]
+    samples = (wide.astype(np.int64) >> (16 if mic.width == 4 else 0)).astype(np.int32)  # the int16 scale
     peak = int(np.abs(samples).max()) if samples.size else 0
     rms = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if samples.size else 0.0
     level = f"peak {_dbfs(peak):.0f} dBFS, rms {_dbfs(rms):.0f} dBFS over {ctx.listen_s:g} s"
