@@ -1,0 +1,226 @@
+"""The linear stage of the echo canceller: a partitioned-block frequency-domain adaptive filter.
+
+The echo path (speaker -> room -> microphone) is modelled as an FIR filter of `partitions * block` taps,
+cut into partitions of one block each and applied in the frequency domain by overlap-save (the multidelay
+filter of Soo & Pang): per block of far end one FFT, one multiply-add per partition, one inverse FFT.
+
+Two filters share the far-end spectra, as in WebRTC's AEC3 (its "refined" and "coarse" filters):
+
+- The main filter adapts as a Kalman filter in the diagonal, per-bin form (Enzner & Vary 2006; Kuech et
+  al. 2014 for the partitioned version). Its step in each bin is the power of the echo it expects to get
+  wrong divided by the power of the error it sees, so when the visitor talks over the far end (a large
+  error that is not echo) it hardly moves: double-talk robustness without a double-talk detector.
+- The shadow filter is a normalised LMS with a fixed step. It does not know double talk from an echo path
+  change, so it follows both at once: it diverges while the visitor talks, but it also re-learns at once
+  when someone moves the device or turns the volume up, which the main filter, sure of itself after
+  converging, would take for double talk. Its error decides: when it is clearly smaller than the main
+  filter's for a few blocks, the main filter takes its coefficients (and becomes uncertain again); when it
+  is clearly larger, it is reset to the main filter.
+
+Everything is preallocated; a block costs six FFTs of `2 * block` points. Pure DSP, no I/O.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import fft
+
+_INITIAL_UNCERTAINTY = 1.0  # |W|^2 of an echo path with a gain of about 1 (W = FFT of one partition's taps)
+_SHADOW_STEP = 0.5  # normalised step of the shadow filter (1 would cancel the block's error in one go)
+_COMPARE_SMOOTHING = 0.7  # per block, for the error powers the two filters are compared on
+_COPY_MARGIN = 0.5  # the shadow's error power must be below this fraction of the main filter's ...
+_COPY_BLOCKS = 5  # ... for this many blocks in a row for the main filter to take its coefficients
+_RESET_MARGIN = 4.0  # the shadow is reset when its error power is above this multiple of the main's
+
+
+class AdaptiveEchoFilter:
+    """An adaptive FIR estimate of the echo path, `partitions` blocks of `block` samples long.
+
+    `filter(far, near)` takes one block of the (delay-aligned) far end and of the microphone, adapts, and
+    returns the error: microphone minus estimated echo. After it, `echo` holds the estimated echo of the
+    block (of whichever filter did better).
+    """
+
+    def __init__(self, block: int, partitions: int, *, forgetting: float = 0.9999, noise_floor: float = 1.0):
+        if block <= 0 or partitions <= 0:
+            raise ValueError("block and partitions must be positive")
+        self.block = block
+        self.partitions = partitions
+        bins = block + 1
+        shape = (partitions, bins)
+        self._a2 = np.float32(forgetting * forgetting)
+        self._floor = np.float32(noise_floor * block)  # per-bin power floor (int16 units): never divide by 0
+        self.far_spectra = np.zeros(shape, np.complex64)  # X, newest block first
+        self._x2 = np.zeros(shape, np.float32)  # |X|^2
+        self._w = np.zeros(shape, np.complex64)  # main filter
+        self._p = np.zeros(shape, np.float32)  # its uncertainty per bin (the Kalman state covariance)
+        self._ws = np.zeros(shape, np.complex64)  # shadow filter
+        self._tmp = np.zeros(shape, np.complex64)
+        self._tmp_r = np.zeros(shape, np.float32)
+        self._x_window = np.zeros(2 * block, np.float32)
+        self._pad = np.zeros(2 * block, np.float32)  # [0 ... 0, block]: the zero-padded error
+        self._error_power = np.zeros(bins, np.float32)
+        self._main_echo = np.zeros(block, np.float32)
+        self._main_error = np.zeros(block, np.float32)
+        self._shadow_echo = np.zeros(block, np.float32)
+        self._shadow_error = np.zeros(block, np.float32)
+        self.echo = self._main_echo
+        self._main_smoothed = 0.0
+        self._shadow_smoothed = 0.0
+        self._shadow_wins = 0
+        self._constrain_next = 0
+        self.copies = 0  # times the main filter took the shadow's coefficients
+        self.resets = 0  # times the shadow was reset to the main filter
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the echo path."""
+        for a in (self.far_spectra, self._x2, self._w, self._ws, self._x_window, self._error_power):
+            a[:] = 0
+        self._p[:] = _INITIAL_UNCERTAINTY
+        self._main_smoothed = self._shadow_smoothed = 0.0
+        self._shadow_wins = 0
+
+    def filter(self, far: np.ndarray, near: np.ndarray) -> np.ndarray:
+        """One block: returns the error, microphone minus estimated echo (float32, `block` samples)."""
+        n = self.block
+        xw = self._x_window
+        xw[:n] = xw[n:]
+        xw[n:] = far
+        x, x2 = self.far_spectra, self._x2
+        x[1:] = x[:-1]
+        x2[1:] = x2[:-1]
+        x[0] = fft.rfft(xw)
+        np.square(x[0].real, out=x2[0])
+        x2[0] += np.square(x[0].imag)
+
+        e_main = self._run(self._w, near, self._main_echo, self._main_error)
+        e_shadow = self._run(self._ws, near, self._shadow_echo, self._shadow_error)
+        self._adapt_main(e_main)
+        self._adapt_shadow(e_shadow)
+        self._constrain()
+        if self._shadow_is_better():
+            self.echo = self._shadow_echo
+            return self._shadow_error
+        self.echo = self._main_echo
+        return self._main_error
+
+    def _run(self, w: np.ndarray, near: np.ndarray, echo: np.ndarray, error: np.ndarray) -> np.ndarray:
+        """Echo estimate and error of filter `w` for this block; returns the error's zero-padded spectrum."""
+        n = self.block
+        np.multiply(self.far_spectra, w, out=self._tmp)
+        echo[:] = fft.irfft(self._tmp.sum(axis=0))[n:]
+        np.subtract(near, echo, out=error)
+        self._pad[n:] = error
+        return fft.rfft(self._pad)
+
+    def _adapt_main(self, e_spec: np.ndarray) -> None:
+        x, x2, p = self.far_spectra, self._x2, self._p
+        e2 = np.square(e_spec.real) + np.square(e_spec.imag)
+        # Expected power of the echo the filter misses, in the (circular) filter output's spectrum; the
+        # error keeps half of that output's samples, so it holds half of that power.
+        np.multiply(p, x2, out=self._tmp_r)
+        mismatch = self._tmp_r.sum(axis=0)
+        # Near-end (and noise) power: what the error holds beyond the expected mismatch. Held at its peak
+        # and halved each block, so that the step is small from the first block of double talk on.
+        self._error_power *= 0.5
+        np.maximum(self._error_power, e2, out=self._error_power)
+        near_power = np.maximum(self._error_power - 0.5 * mismatch, self._floor)
+        gain = p / (mismatch + 2.0 * near_power)  # the Kalman gain over conj(X), per partition and bin
+        # W += gain conj(X) E
+        np.conjugate(x, out=self._tmp)
+        self._tmp *= gain
+        self._tmp *= e_spec
+        self._w += self._tmp
+        # P = A^2 (1 - gain |X|^2 / 2) P + (1 - A^2) |W|^2
+        gain *= x2
+        gain *= -0.5
+        gain += 1.0
+        p *= gain
+        p *= self._a2
+        np.square(self._w.real, out=self._tmp_r)
+        self._tmp_r += np.square(self._w.imag)
+        self._tmp_r *= 1.0 - self._a2
+        p += self._tmp_r
+
+    def _adapt_shadow(self, e_spec: np.ndarray) -> None:
+        step = _SHADOW_STEP / (self._x2.sum(axis=0) + 2.0 * self._floor)
+        np.conjugate(self.far_spectra, out=self._tmp)
+        self._tmp *= step * e_spec
+        self._ws += self._tmp
+
+    def _constrain(self) -> None:
+        """Keep each partition a causal `block`-tap filter (the gradient constraint of overlap-save).
+
+        The constraint costs two FFTs per partition and filter; one partition per block, in turn, is
+        enough (speex and AEC3 do the same)."""
+        k = self._constrain_next
+        self._constrain_next = (k + 1) % self.partitions
+        for w in (self._w, self._ws):
+            taps = fft.irfft(w[k])
+            taps[self.block :] = 0
+            w[k] = fft.rfft(taps)
+
+    def _shadow_is_better(self) -> bool:
+        s = _COMPARE_SMOOTHING
+        main = float(np.dot(self._main_error, self._main_error))
+        shadow = float(np.dot(self._shadow_error, self._shadow_error))
+        self._main_smoothed = s * self._main_smoothed + (1 - s) * main
+        self._shadow_smoothed = s * self._shadow_smoothed + (1 - s) * shadow
+        floor = float(self._floor) * self.block
+        if self._shadow_smoothed + floor < _COPY_MARGIN * (self._main_smoothed + floor):
+            self._shadow_wins += 1
+            if self._shadow_wins >= _COPY_BLOCKS:
+                self._take_shadow()
+            return True
+        self._shadow_wins = 0
+        if self._shadow_smoothed > _RESET_MARGIN * (self._main_smoothed + floor):
+            self._ws[:] = self._w
+            self._shadow_smoothed = self._main_smoothed
+            self.resets += 1
+        return False
+
+    def _take_shadow(self) -> None:
+        """The echo path changed: the main filter takes the shadow's coefficients, and every tap becomes as
+        uncertain as it is large, so that it re-learns at full speed."""
+        self._w[:] = self._ws
+        np.square(self._w.real, out=self._tmp_r)
+        self._tmp_r += np.square(self._w.imag)
+        np.maximum(self._p, self._tmp_r.mean(axis=1, keepdims=True), out=self._p)
+        self._main_smoothed = self._shadow_smoothed
+        self._shadow_wins = 0
+        self.copies += 1
+
+    def idle(self) -> np.ndarray:
+        """A block of silence after more than a tail of silence: nothing to filter, nothing to learn."""
+        self.echo = self._main_echo
+        self.echo[:] = 0
+        return self.echo
+
+    def realign(self, shift: int, history: np.ndarray) -> None:
+        """The far end is now read `shift` samples further back: move the taps the other way and rebuild
+        the far-end spectra from `history`, the last `(partitions + 1) * block` samples at the new alignment."""
+        n, parts = self.block, self.partitions
+        taps = fft.irfft(self._w, axis=1)[:, :n].reshape(-1)
+        moved = np.zeros_like(taps)
+        if shift >= 0:
+            moved[: taps.size - shift] = taps[shift:]
+        else:
+            moved[-shift:] = taps[: taps.size + shift]
+        padded = np.zeros((parts, 2 * n), np.float32)
+        padded[:, :n] = moved.reshape(parts, n)
+        self._w[:] = fft.rfft(padded, axis=1)
+        self._ws[:] = self._w
+        whole = round(shift / n)
+        if whole > 0:
+            self._p[:-whole] = self._p[whole:]
+            self._p[-whole:] = _INITIAL_UNCERTAINTY
+        elif whole < 0:
+            self._p[-whole:] = self._p[:whole]
+            self._p[:-whole] = _INITIAL_UNCERTAINTY
+        windows = np.lib.stride_tricks.sliding_window_view(history, 2 * n)[::n][::-1]
+        self.far_spectra[:] = fft.rfft(windows, axis=1)
+        self._x2[:] = np.square(self.far_spectra.real) + np.square(self.far_spectra.imag)
+        self._x_window[:] = history[-2 * n :]
+        self._main_smoothed = self._shadow_smoothed = 0.0
+        self._shadow_wins = 0

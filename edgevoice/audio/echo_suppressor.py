@@ -1,0 +1,124 @@
+"""The residual echo suppressor: the non-linear stage after the adaptive filter.
+
+The adaptive filter removes the echo it can model, but not the reverberation beyond its tail, the
+speaker's distortion, or what it has not learnt yet. This stage estimates, per frequency bin, how much echo
+is left and attenuates the bins where that residual dominates, keeping the bins where the visitor's voice
+does, so that double talk goes through.
+
+- Residual echo = leak x the filter's echo estimate, whose power is held over a decaying envelope (the
+  late reverberation the filter cannot reach follows the echo's energy with a delay) x a safety factor.
+- The leak, per band, is a running upper quantile of error power / echo-estimate power while the far end
+  plays: it steps up by a fixed amount when the ratio is above it and down when below. Fixed steps make the
+  rise rate bounded, so a visitor talking (which raises the ratio) takes seconds to inflate it; a long run
+  below (the start, or after the filter improved) makes the downward steps grow, so it converges quickly.
+- Gain per bin: a Wiener gain on the decision-directed near-end-to-residual ratio, with a floor.
+
+Analysis and synthesis are a weighted overlap-add with square-root Hann windows of two blocks, so the
+output lags the input by one block.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import fft
+
+_BAND_EDGES_HZ = (0, 200, 400, 600, 800, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 3500, 4000, 5000, 6000,
+                  7000, 8000, 10000, 12000, 16000, 20000)  # fmt: skip
+_DECISION_DIRECTED = 0.9  # weight of the last block's output in the near-end-to-residual ratio
+_MAX_DOWN_STEPS = 64.0  # the longest downward step of the leak tracker, in units of its normal step
+
+
+class ResidualEchoSuppressor:
+    """Per block: `process(error, echo, far_active)` returns the cleaned block, one block late."""
+
+    def __init__(
+        self,
+        block: int,
+        sample_rate: int,
+        *,
+        min_gain_db: float = -45.0,
+        overestimate_db: float = 9.0,
+        quantile: float = 0.9,
+        leak_rise_db_per_s: float = 5.0,
+        reverb_decay_db_per_s: float = 120.0,
+    ) -> None:
+        n = self.block = block
+        bins = n + 1
+        self.window = np.sqrt(np.hanning(2 * n + 1)[: 2 * n]).astype(np.float32)  # periodic: sums to 1 at 50 %
+        freqs = np.arange(bins) * sample_rate / (2 * n)
+        edges = [e for e in _BAND_EDGES_HZ if e < sample_rate / 2]
+        self._bands = len(edges)
+        self._band_of_bin = np.searchsorted(edges, freqs, side="right") - 1
+        self._bins_per_band = np.bincount(self._band_of_bin, minlength=self._bands).astype(np.float32)
+        block_s = n / sample_rate
+        self._up = leak_rise_db_per_s * block_s * math.log(10) / 10  # natural log units per block
+        self._down = self._up * (1 - quantile) / quantile  # steps down this often as up: the quantile
+        self._reverb = np.float32(10 ** (-reverb_decay_db_per_s * block_s / 10))
+        self._min_gain = np.float32(10 ** (min_gain_db / 20))
+        self._overestimate = np.float32(10 ** (overestimate_db / 10))
+        self._e_in = np.zeros(2 * n, np.float32)
+        self._y_in = np.zeros(2 * n, np.float32)
+        self._tail = np.zeros(n, np.float32)  # second half of the last synthesis frame
+        self._echo_env = np.zeros(bins, np.float32)
+        self._log_leak = np.zeros(self._bands)
+        self._run = np.zeros(self._bands)  # blocks in a row with the ratio below the leak, per band
+        self._last_output = np.zeros(bins, np.float32)  # |G E|^2 of the last block
+        self.gain = np.ones(bins, np.float32)
+        self.residual = np.zeros(bins, np.float32)  # estimated residual echo power per bin, this block
+        self.residual_power = 0.0  # estimated echo left in the output block, mean square per sample
+        self.reset()
+
+    def reset(self) -> None:
+        for a in (self._e_in, self._y_in, self._tail, self._echo_env, self._log_leak, self._run, self._last_output):
+            a[:] = 0
+        self.gain[:] = 1
+
+    def process(self, error: np.ndarray, echo: np.ndarray, far_active: bool) -> np.ndarray:
+        """`error` = microphone minus the filter's `echo` estimate, one block each; returns the output block."""
+        n = self.block
+        self._e_in[:n] = self._e_in[n:]
+        self._e_in[n:] = error
+        self._y_in[:n] = self._y_in[n:]
+        self._y_in[n:] = echo
+        e_spec = fft.rfft(self._e_in * self.window)
+        y_spec = fft.rfft(self._y_in * self.window)
+        e2 = np.square(e_spec.real) + np.square(e_spec.imag)
+        env = self._echo_env
+        env *= self._reverb
+        np.maximum(env, np.square(y_spec.real) + np.square(y_spec.imag), out=env)
+        if far_active:
+            self._track_leak(e2, env)
+
+        residual = self.residual
+        np.multiply(np.exp(self._log_leak)[self._band_of_bin], env, out=residual)
+        residual *= self._overestimate
+        residual += 1e-3
+        posterior = e2 / residual
+        prior = _DECISION_DIRECTED * self._last_output / residual
+        prior += (1 - _DECISION_DIRECTED) * np.maximum(posterior - 1.0, 0.0)
+        gain = self.gain
+        np.divide(prior, prior + 1.0, out=gain)
+        np.maximum(gain, self._min_gain, out=gain)
+        g2 = np.square(gain)
+        np.multiply(g2, e2, out=self._last_output)
+
+        frame = fft.irfft(e_spec * gain) * self.window
+        out = frame[:n] + self._tail
+        self._tail[:] = frame[n:]
+        # Echo left after the gains, back in time-domain units (the window's energy is n, the rfft's n).
+        self.residual_power = float(np.dot(g2, residual)) / (self._overestimate * n * n)
+        return out
+
+    def _track_leak(self, e2: np.ndarray, env: np.ndarray) -> None:
+        band = self._band_of_bin
+        e_band = np.bincount(band, e2, self._bands)
+        y_band = np.bincount(band, env, self._bands)
+        # Only bands where the echo estimate stands out of the noise say anything about the leak.
+        audible = y_band > 1e-3 * y_band.max() + 100.0 * self._bins_per_band
+        below = np.log((e_band + 1.0) / (y_band + 1.0)) < self._log_leak
+        self._run = np.where(below & audible, self._run + 1, 0)
+        step = np.where(below, -self._down * np.minimum(2.0 ** (self._run / 4), _MAX_DOWN_STEPS), self._up)
+        self._log_leak += np.where(audible, step, 0.0)
+        np.clip(self._log_leak, math.log(1e-7), 0.0, out=self._log_leak)
