@@ -33,6 +33,9 @@ from edgevoice.audio.echo_suppressor import ResidualEchoSuppressor
 _DELAY_MARGIN_MS = 4.0
 # A far-end block quieter than this (RMS, int16 units, about -66 dBFS) does not count as playing.
 _FAR_ACTIVE_RMS = 16.0
+# The echo level a voice detector is told about is held over this decay: the output lags a block, and
+# the room rings on after the far end stops.
+_ECHO_HOLD_DB_PER_S = 40.0
 
 
 class _History:
@@ -59,6 +62,8 @@ class _History:
 
 class EchoCanceller:
     """Removes the echo of `far` from `near`, one frame at a time."""
+
+    mode = "aec"
 
     def __init__(
         self,
@@ -94,8 +99,10 @@ class EchoCanceller:
         self._dc_state = np.zeros(1)
         self._near = np.zeros(frame_samples, np.float32)
         self._out = np.zeros(frame_samples, np.float32)
+        frame_s = frame_samples / sample_rate
+        self._echo_hold = 10 ** (-_ECHO_HOLD_DB_PER_S * frame_s / 10)
         self.far_active = False  # the far end played in this frame (after alignment)
-        self.residual_echo = 0.0  # estimated echo power left in the last output frame (mean square, int16 units)
+        self.echo_level = 0.0  # power of the device's voice in the microphone, estimated (see duplex.py)
         self.realignments = 0
 
     @property
@@ -109,6 +116,7 @@ class EchoCanceller:
         if self.suppressor is not None:
             self.suppressor.reset()
         self.delay_estimator.reset()
+        self.echo_level = 0.0
         self._delay = 0
         self._silent_blocks = self.partitions + 2
 
@@ -124,7 +132,7 @@ class EchoCanceller:
 
         n = self.block
         aligned = self._far.last(self.frame_samples, self._delay)
-        residual = 0.0
+        echo_energy = 0.0
         active = False
         for i in range(0, self.frame_samples, n):
             x = aligned[i : i + n]
@@ -140,13 +148,13 @@ class EchoCanceller:
                 error, echo = d, self.filter.idle()
             else:
                 error, echo = self.filter.filter(x, d), self.filter.echo
+            echo_energy += float(np.dot(echo, echo))
             if self.suppressor is None:
                 self._out[i : i + n] = error
             else:
-                self._out[i : i + n] = self.suppressor.process(error, echo, block_active)
-                residual += self.suppressor.residual_power
+                self._out[i : i + n] = self.suppressor.process(error, echo, self.filter.mismatch_power, block_active)
         self.far_active = active
-        self.residual_echo = residual * n / self.frame_samples
+        self.echo_level = max(echo_energy / self.frame_samples, self.echo_level * self._echo_hold)
         return np.clip(np.rint(self._out), -32768, 32767).astype(np.int16)
 
     def _realign(self, direct_path: int) -> None:

@@ -38,7 +38,8 @@ class AdaptiveEchoFilter:
 
     `filter(far, near)` takes one block of the (delay-aligned) far end and of the microphone, adapts, and
     returns the error: microphone minus estimated echo. After it, `echo` holds the estimated echo of the
-    block (of whichever filter did better).
+    block (of whichever filter did better) and `mismatch_power` the main filter's own estimate, per bin, of
+    the power of the echo it missed (from its uncertainty and this block's far end).
     """
 
     def __init__(self, block: int, partitions: int, *, forgetting: float = 0.9999, noise_floor: float = 1.0):
@@ -60,6 +61,7 @@ class AdaptiveEchoFilter:
         self._x_window = np.zeros(2 * block, np.float32)
         self._pad = np.zeros(2 * block, np.float32)  # [0 ... 0, block]: the zero-padded error
         self._error_power = np.zeros(bins, np.float32)
+        self.mismatch_power = np.zeros(bins, np.float32)  # expected power of the echo the filter misses
         self._main_echo = np.zeros(block, np.float32)
         self._main_error = np.zeros(block, np.float32)
         self._shadow_echo = np.zeros(block, np.float32)
@@ -121,6 +123,7 @@ class AdaptiveEchoFilter:
         # error keeps half of that output's samples, so it holds half of that power.
         np.multiply(p, x2, out=self._tmp_r)
         mismatch = self._tmp_r.sum(axis=0)
+        np.multiply(mismatch, 0.5, out=self.mismatch_power)
         # Near-end (and noise) power: what the error holds beyond the expected mismatch. Held at its peak
         # and halved each block, so that the step is small from the first block of double talk on.
         self._error_power *= 0.5
@@ -195,6 +198,7 @@ class AdaptiveEchoFilter:
         """A block of silence after more than a tail of silence: nothing to filter, nothing to learn."""
         self.echo = self._main_echo
         self.echo[:] = 0
+        self.mismatch_power[:] = 0
         return self.echo
 
     def realign(self, shift: int, history: np.ndarray) -> None:

@@ -19,15 +19,14 @@ output lags the input by one block.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from scipy import fft
+
+from edgevoice.audio.quantile import QuantileTracker
 
 _BAND_EDGES_HZ = (0, 200, 400, 600, 800, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 3500, 4000, 5000, 6000,
                   7000, 8000, 10000, 12000, 16000, 20000)  # fmt: skip
 _DECISION_DIRECTED = 0.9  # weight of the last block's output in the near-end-to-residual ratio
-_MAX_DOWN_STEPS = 64.0  # the longest downward step of the leak tracker, in units of its normal step
 
 
 class ResidualEchoSuppressor:
@@ -42,7 +41,7 @@ class ResidualEchoSuppressor:
         overestimate_db: float = 9.0,
         quantile: float = 0.9,
         leak_rise_db_per_s: float = 5.0,
-        reverb_decay_db_per_s: float = 120.0,
+        reverb_decay_db_per_s: float = 60.0,
     ) -> None:
         n = self.block = block
         bins = n + 1
@@ -53,8 +52,7 @@ class ResidualEchoSuppressor:
         self._band_of_bin = np.searchsorted(edges, freqs, side="right") - 1
         self._bins_per_band = np.bincount(self._band_of_bin, minlength=self._bands).astype(np.float32)
         block_s = n / sample_rate
-        self._up = leak_rise_db_per_s * block_s * math.log(10) / 10  # natural log units per block
-        self._down = self._up * (1 - quantile) / quantile  # steps down this often as up: the quantile
+        self._leak = QuantileTracker(self._bands, quantile, leak_rise_db_per_s, block_s)
         self._reverb = np.float32(10 ** (-reverb_decay_db_per_s * block_s / 10))
         self._min_gain = np.float32(10 ** (min_gain_db / 20))
         self._overestimate = np.float32(10 ** (overestimate_db / 10))
@@ -62,21 +60,20 @@ class ResidualEchoSuppressor:
         self._y_in = np.zeros(2 * n, np.float32)
         self._tail = np.zeros(n, np.float32)  # second half of the last synthesis frame
         self._echo_env = np.zeros(bins, np.float32)
-        self._log_leak = np.zeros(self._bands)
-        self._run = np.zeros(self._bands)  # blocks in a row with the ratio below the leak, per band
         self._last_output = np.zeros(bins, np.float32)  # |G E|^2 of the last block
         self.gain = np.ones(bins, np.float32)
         self.residual = np.zeros(bins, np.float32)  # estimated residual echo power per bin, this block
-        self.residual_power = 0.0  # estimated echo left in the output block, mean square per sample
         self.reset()
 
     def reset(self) -> None:
-        for a in (self._e_in, self._y_in, self._tail, self._echo_env, self._log_leak, self._run, self._last_output):
+        for a in (self._e_in, self._y_in, self._tail, self._echo_env, self._last_output):
             a[:] = 0
+        self._leak.reset()
         self.gain[:] = 1
 
-    def process(self, error: np.ndarray, echo: np.ndarray, far_active: bool) -> np.ndarray:
-        """`error` = microphone minus the filter's `echo` estimate, one block each; returns the output block."""
+    def process(self, error: np.ndarray, echo: np.ndarray, mismatch: np.ndarray, far_active: bool) -> np.ndarray:
+        """`error` = microphone minus the filter's `echo` estimate, one block each, and `mismatch` the power
+        per bin of the echo the filter expects to have missed; returns the output block."""
         n = self.block
         self._e_in[:n] = self._e_in[n:]
         self._e_in[n:] = error
@@ -92,7 +89,8 @@ class ResidualEchoSuppressor:
             self._track_leak(e2, env)
 
         residual = self.residual
-        np.multiply(np.exp(self._log_leak)[self._band_of_bin], env, out=residual)
+        np.multiply(self._leak.value[self._band_of_bin], env, out=residual)
+        np.maximum(residual, mismatch, out=residual)
         residual *= self._overestimate
         residual += 1e-3
         posterior = e2 / residual
@@ -107,8 +105,6 @@ class ResidualEchoSuppressor:
         frame = fft.irfft(e_spec * gain) * self.window
         out = frame[:n] + self._tail
         self._tail[:] = frame[n:]
-        # Echo left after the gains, back in time-domain units (the window's energy is n, the rfft's n).
-        self.residual_power = float(np.dot(g2, residual)) / (self._overestimate * n * n)
         return out
 
     def _track_leak(self, e2: np.ndarray, env: np.ndarray) -> None:
@@ -117,8 +113,4 @@ class ResidualEchoSuppressor:
         y_band = np.bincount(band, env, self._bands)
         # Only bands where the echo estimate stands out of the noise say anything about the leak.
         audible = y_band > 1e-3 * y_band.max() + 100.0 * self._bins_per_band
-        below = np.log((e_band + 1.0) / (y_band + 1.0)) < self._log_leak
-        self._run = np.where(below & audible, self._run + 1, 0)
-        step = np.where(below, -self._down * np.minimum(2.0 ** (self._run / 4), _MAX_DOWN_STEPS), self._up)
-        self._log_leak += np.where(audible, step, 0.0)
-        np.clip(self._log_leak, math.log(1e-7), 0.0, out=self._log_leak)
+        self._leak.update((e_band + 1.0) / (y_band + 1.0), audible)

@@ -18,3 +18,7 @@ class AudioSettings:
     input_channel: int = field(default=0, metadata={"min": 0, "max": 31, "doc": "the channel to use"})
     output_channels: int = field(default=0, metadata={"min": 0, "max": 32, "doc": "0 = mono if the device can"})
     frame_ms: Literal[10, 20, 40] = 20
+    echo: Literal["aec", "gate", "off"] = "aec"
+    echo_tail_ms: int = field(default=128, metadata={"min": 32, "max": 512, "doc": "length of the echo modelled"})
+    gate_hang_ms: int = field(default=200, metadata={"min": 0, "max": 2000, "doc": "gate: closed this long after"})
+    gate_attenuation_db: float = field(default=40.0, metadata={"min": 0.0, "max": 100.0})
