@@ -31,11 +31,16 @@ from edgevoice.audio.echo_suppressor import ResidualEchoSuppressor
 # The filter starts this long before the estimated direct path: room for the pre-ringing of resampling
 # filters and for the delay to shrink a little without a realignment.
 _DELAY_MARGIN_MS = 4.0
+_DC_CUTOFF_HZ = 10.0  # the microphone's DC blocker
 # A far-end block quieter than this (RMS, int16 units, about -66 dBFS) does not count as playing.
 _FAR_ACTIVE_RMS = 16.0
-# The echo level a voice detector is told about is held over this decay: the output lags a block, and
-# the room rings on after the far end stops.
+# The echo level a voice detector is told about (the microphone's level while the far end plays) is held
+# over this decay: the output lags a block, and the room rings on after the far end stops.
 _ECHO_HOLD_DB_PER_S = 40.0
+# Until the far end has played this long, the filter is still learning the room: a voice detector is told
+# not to trust the microphone while the far end plays (no barge-in by voice in the first answer's first
+# seconds; the button still works).
+_LEARNING_S = 2.0
 
 
 class _History:
@@ -96,14 +101,23 @@ class EchoCanceller:
         self._delay = 0  # samples the far end is read back
         self._silent_blocks = self.partitions + 2  # blocks since the aligned far end last played anything
         self._far_active_power = _FAR_ACTIVE_RMS**2 * block
+        self._dc_pole = 1.0 - 2 * math.pi * _DC_CUTOFF_HZ / sample_rate
         self._dc_state = np.zeros(1)
         self._near = np.zeros(frame_samples, np.float32)
         self._out = np.zeros(frame_samples, np.float32)
         frame_s = frame_samples / sample_rate
         self._echo_hold = 10 ** (-_ECHO_HOLD_DB_PER_S * frame_s / 10)
         self.far_active = False  # the far end played in this frame (after alignment)
-        self.echo_level = 0.0  # power of the device's voice in the microphone, estimated (see duplex.py)
+        self.echo_level = 0.0  # how loud the device's voice may be in the microphone (see duplex.py)
+        self._mic_level = 0.0  # the microphone's power while the far end plays, held over a decay
         self.realignments = 0
+        self._played_frames = 0  # frames in which the far end played, since the start
+        self._learning_frames = round(_LEARNING_S * sample_rate / frame_samples)
+
+    @property
+    def learning(self) -> bool:
+        """The far end has not played long enough yet for the filter to know the room."""
+        return self._played_frames < self._learning_frames
 
     @property
     def delay_ms(self) -> float:
@@ -116,7 +130,8 @@ class EchoCanceller:
         if self.suppressor is not None:
             self.suppressor.reset()
         self.delay_estimator.reset()
-        self.echo_level = 0.0
+        self.echo_level = self._mic_level = 0.0
+        self._played_frames = 0
         self._delay = 0
         self._silent_blocks = self.partitions + 2
 
@@ -125,14 +140,13 @@ class EchoCanceller:
         if len(near) != self.frame_samples or len(far) != self.frame_samples:
             raise ValueError(f"frames must be {self.frame_samples} samples, got {len(near)} and {len(far)}")
         # DC blocker on the microphone (cheap USB microphones have an offset the echo path cannot explain).
-        self._near[:], self._dc_state = lfilter([1.0, -1.0], [1.0, -0.995], near, zi=self._dc_state)
+        self._near[:], self._dc_state = lfilter([1.0, -1.0], [1.0, -self._dc_pole], near, zi=self._dc_state)
         self._far.append(far)
         if self.delay_estimator.update(near, far):
             self._realign(self.delay_estimator.delay or 0)
 
         n = self.block
         aligned = self._far.last(self.frame_samples, self._delay)
-        echo_energy = 0.0
         active = False
         for i in range(0, self.frame_samples, n):
             x = aligned[i : i + n]
@@ -148,13 +162,18 @@ class EchoCanceller:
                 error, echo = d, self.filter.idle()
             else:
                 error, echo = self.filter.filter(x, d), self.filter.echo
-            echo_energy += float(np.dot(echo, echo))
             if self.suppressor is None:
                 self._out[i : i + n] = error
             else:
                 self._out[i : i + n] = self.suppressor.process(error, echo, self.filter.mismatch_power, block_active)
         self.far_active = active
-        self.echo_level = max(echo_energy / self.frame_samples, self.echo_level * self._echo_hold)
+        # What the device's voice may amount to in the microphone: its level while the far end plays. Not
+        # the filter's echo estimate, which is too small while the filter is still learning a new path.
+        held = self._mic_level * self._echo_hold
+        self._mic_level = max(float(np.dot(self._near, self._near)) / self.frame_samples, held) if active else held
+        if active:
+            self._played_frames += 1
+        self.echo_level = math.inf if self.learning and self._mic_level > 0 else self._mic_level
         return np.clip(np.rint(self._out), -32768, 32767).astype(np.int16)
 
     def _realign(self, direct_path: int) -> None:

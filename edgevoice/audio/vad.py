@@ -31,7 +31,8 @@ _MIN_LEVEL_DBFS = -60.0  # quieter than this is never a visitor (speech band, RM
 _LEAK_QUANTILE = 0.98
 _LEAK_RISE_DB_PER_S = 10.0
 _LEAK_INITIAL = 1e-3  # -30 dB until it has learnt: a visitor must be louder than the echo at first
-_MIN_ECHO_DBFS = -70.0  # an echo level below this is silence: nothing to learn the leak from
+_MIN_ECHO_DBFS = -70.0
+_WARMUP_FRAMES = 5  # an echo level below this is silence: nothing to learn the leak from
 
 
 class LocalVad:
@@ -71,6 +72,7 @@ class LocalVad:
         self.speaking = False
         self._above = 0
         self._below = 0
+        self._warmup = _WARMUP_FRAMES
 
     @property
     def leak(self) -> float:
@@ -81,6 +83,7 @@ class LocalVad:
         self.noise = 0.0
         self.speaking = False
         self._above = self._below = 0
+        self._warmup = _WARMUP_FRAMES
         self._leak.reset()
 
     def process(self, cleaned: np.ndarray, echo_level: float = 0.0) -> bool:
@@ -92,9 +95,12 @@ class LocalVad:
             self._above = 0
             self.speaking = False
             return False
-        if self.noise == 0.0 or level < self.noise:
-            self.noise = max(level, 1.0)
-        elif not self.speaking and echo_level < self.noise:
+        if level > 0.0 and (self.noise == 0.0 or level < self.noise):
+            self.noise = level  # digital silence (a stream starting) says nothing about the room
+        if self._warmup:  # the first frames only set the noise floor
+            self._warmup -= 1
+            return False
+        if level > self.noise and not self.speaking and echo_level < self.noise:
             self.noise *= self._noise_rise  # learn the room only while neither the device nor a visitor talks
         if echo_level > self._min_echo and not self.speaking:
             self._leak.update((level + 1.0) / echo_level)
