@@ -114,10 +114,7 @@ def test_silence_costs_no_filtering_and_passes_the_microphone() -> None:
     voice = np.concatenate((np.zeros(rate), visitor(rate), np.zeros(rate)))
     out = run(canceller.process, voice, np.zeros(voice.size, np.int16), frame).astype(np.float64)
     lag = canceller.block
-    got, sent = out[lag:], voice[: out.size - lag]
-    # Only the DC blocker touches it (a few degrees of phase at the voice's lowest harmonics).
-    assert np.corrcoef(got, sent)[0, 1] > 0.99
-    assert abs(np.std(got) / np.std(sent) - 1) < 0.02
+    assert np.max(np.abs(out[lag:] - np.rint(voice[: out.size - lag]))) <= 1  # one block late, and rounded
 
 
 def test_frames_of_the_wrong_size_are_refused() -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.signal import lfilter
 
 from edgevoice.audio.echo_delay import DelayEstimator
 from edgevoice.audio.echo_filter import AdaptiveEchoFilter
@@ -31,7 +30,6 @@ from edgevoice.audio.echo_suppressor import ResidualEchoSuppressor
 # The filter starts this long before the estimated direct path: room for the pre-ringing of resampling
 # filters and for the delay to shrink a little without a realignment.
 _DELAY_MARGIN_MS = 4.0
-_DC_CUTOFF_HZ = 10.0  # the microphone's DC blocker
 # A far-end block quieter than this (RMS, int16 units, about -66 dBFS) does not count as playing.
 _FAR_ACTIVE_RMS = 16.0
 # The echo level a voice detector is told about (the microphone's level while the far end plays) is held
@@ -101,8 +99,6 @@ class EchoCanceller:
         self._delay = 0  # samples the far end is read back
         self._silent_blocks = self.partitions + 2  # blocks since the aligned far end last played anything
         self._far_active_power = _FAR_ACTIVE_RMS**2 * block
-        self._dc_pole = 1.0 - 2 * math.pi * _DC_CUTOFF_HZ / sample_rate
-        self._dc_state = np.zeros(1)
         self._near = np.zeros(frame_samples, np.float32)
         self._out = np.zeros(frame_samples, np.float32)
         frame_s = frame_samples / sample_rate
@@ -139,8 +135,7 @@ class EchoCanceller:
         """One frame of microphone and reference in, the microphone without the echo out (int16)."""
         if len(near) != self.frame_samples or len(far) != self.frame_samples:
             raise ValueError(f"frames must be {self.frame_samples} samples, got {len(near)} and {len(far)}")
-        # DC blocker on the microphone (cheap USB microphones have an offset the echo path cannot explain).
-        self._near[:], self._dc_state = lfilter([1.0, -1.0], [1.0, -self._dc_pole], near, zi=self._dc_state)
+        self._near[:] = near
         self._far.append(far)
         if self.delay_estimator.update(near, far):
             self._realign(self.delay_estimator.delay or 0)
@@ -159,13 +154,15 @@ class EchoCanceller:
             block_active = power > self._far_active_power
             active = active or block_active
             if self._silent_blocks > self.partitions + 1:
-                error, echo = d, self.filter.idle()
+                self.filter.idle()
+                error = d
             else:
-                error, echo = self.filter.filter(x, d), self.filter.echo
+                error = self.filter.filter(x, d)
             if self.suppressor is None:
                 self._out[i : i + n] = error
             else:
-                self._out[i : i + n] = self.suppressor.process(error, echo, self.filter.mismatch_power, block_active)
+                f = self.filter
+                self._out[i : i + n] = self.suppressor.process(error, f.echo_spectrum, f.mismatch_power, block_active)
         self.far_active = active
         # What the device's voice may amount to in the microphone: its level while the far end plays. Not
         # the filter's echo estimate, which is too small while the filter is still learning a new path.

@@ -5,8 +5,8 @@ callback later by the output latency, the acoustic path and the input latency, t
 milliseconds that move when PortAudio re-buffers. The adaptive filter only covers `tail_ms`, so the
 canceller looks `delay` samples back into its far-end history, and this estimator says how far.
 
-Method: both signals are decimated to about 4 kHz (block means: cheap, and the aliasing is the same on
-both sides, so it does not move the correlation peak), pre-emphasised, and every `interval_ms` the last
+Method: both signals are decimated to about 4 kHz (block sums: cheap, and the aliasing is the same on
+both sides, so it does not move the correlation peak), and every `interval_ms` the last
 `window_ms` of microphone is cross-correlated with the far end over all lags up to `max_delay_ms`
 (GCC with PHAT-beta weighting, one FFT pair). The normalised cross-spectra are averaged over estimates so
 that a visitor talking (uncorrelated with the far end) only dilutes the peak. A lag becomes the estimate
@@ -53,26 +53,25 @@ class DelayEstimator:
         self._frame = frame_samples // self.factor
         self._window = int(rate * window_ms / 1000) // self._frame * self._frame
         self._max_lag = math.ceil(rate * max_delay_ms / 1000)
-        self._far = np.zeros(self._window + self._max_lag, np.float32)
-        self._near = np.zeros(self._window, np.float32)
-        self._far_last = 0.0  # last decimated samples before the buffers, for the pre-emphasis
-        self._near_last = 0.0
-        self._nfft = fft.next_fast_len(self._window + self._max_lag, real=True)
+        # Decimated history of [near, far], appended to with slack so that a frame costs no
+        # shifting; the far end needs `max_lag` more of it than the microphone.
+        self._span = self._window + self._max_lag
+        self._history = np.zeros((2, 2 * self._span + self._frame), np.float32)
+        self._end = self._span
+        self._nfft = fft.next_fast_len(self._span, real=True)
         self._cross = np.zeros(self._nfft // 2 + 1, np.complex64)
         # irfft(B conj(A))[k] = sum_t near[t] far[t - k]: lag L sits at k = L - max_lag (mod nfft)
         self._lag_index = (np.arange(self._max_lag + 1) - self._max_lag) % self._nfft
         self._interval = max(1, round(interval_ms / 1000 * sample_rate / frame_samples))
         self._frames = 0
         self._filled = 0
-        self._far_power = 0.0  # mean square of the far end over the window (decimated)
         self._candidate: int | None = None
         self.delay: int | None = None  # samples at the full rate; None until the first confident estimate
         self.peak_ratio = 0.0  # confidence of the last estimate
         self.estimates = 0
 
     def reset(self) -> None:
-        self._far[:] = 0
-        self._near[:] = 0
+        self._history[:] = 0
         self._cross[:] = 0
         self._frames = self._filled = 0
         self._candidate = None
@@ -81,30 +80,29 @@ class DelayEstimator:
     def update(self, near: np.ndarray, far: np.ndarray) -> bool:
         """Add one frame of each; returns True when `delay` changed."""
         f = self._frame
-        self._far[:-f] = self._far[f:]
-        self._far_last = self._push(far, self._far, self._far_last)
-        self._near[:-f] = self._near[f:]
-        self._near_last = self._push(near, self._near, self._near_last)
-        self._filled = min(self._filled + f, self._far.size)
+        if self._end + f > self._history.shape[1]:
+            self._history[:, : self._span] = self._history[:, self._end - self._span : self._end]
+            self._end = self._span
+        slot = self._history[:, self._end : self._end + f]
+        np.add.reduce(near.reshape(f, self.factor), axis=1, out=slot[0])  # block sums: the decimation
+        np.add.reduce(far.reshape(f, self.factor), axis=1, out=slot[1])
+        self._end += f
+        self._filled = min(self._filled + f, self._span)
         self._frames += 1
-        if self._frames % self._interval or self._filled < self._window + f:
+        # Every `interval` until the first estimate, then half as often: a delay moves seldom.
+        interval = self._interval if self.delay is None else 2 * self._interval
+        if self._frames % interval or self._filled < self._window:
             return False
         return self._estimate()
 
-    def _push(self, x: np.ndarray, buf: np.ndarray, last: float) -> float:
-        d = np.asarray(x, np.float32).reshape(-1, self.factor).mean(axis=1)
-        tail = buf[-self._frame :]
-        tail[0] = d[0] - 0.9 * last
-        tail[1:] = d[1:] - 0.9 * d[:-1]
-        return float(d[-1])
-
     def _estimate(self) -> bool:
-        near = self._near
-        far = self._far
+        near = self._history[0, self._end - self._window : self._end]
+        far = self._history[1, self._end - self._span : self._end]
         recent_far = far[self._max_lag :]
         far_power = float(np.dot(recent_far, recent_far)) / recent_far.size
         near_power = float(np.dot(near, near)) / near.size
-        if far_power < 1.0 or near_power < 0.01:  # nothing playing, or a dead microphone: nothing to learn
+        # Nothing playing, or a dead microphone: nothing to learn (the history holds sums of `factor` samples).
+        if far_power < self.factor**2 or near_power < 0.01 * self.factor**2:
             return False
         # c[lag] = sum_t near[t] far[t - lag]; far[j] is time j - max_lag relative to near[0].
         a = fft.rfft(far, self._nfft)

@@ -23,7 +23,8 @@ Everything is preallocated; a block costs six FFTs of `2 * block` points. Pure D
 from __future__ import annotations
 
 import numpy as np
-from scipy import fft
+
+from edgevoice.audio import fastfft as fft
 
 _INITIAL_UNCERTAINTY = 1.0  # |W|^2 of an echo path with a gain of about 1 (W = FFT of one partition's taps)
 _SHADOW_STEP = 0.5  # normalised step of the shadow filter (1 would cancel the block's error in one go)
@@ -31,6 +32,8 @@ _COMPARE_SMOOTHING = 0.7  # per block, for the error powers the two filters are 
 _COPY_MARGIN = 0.5  # the shadow's error power must be below this fraction of the main filter's ...
 _COPY_BLOCKS = 5  # ... for this many blocks in a row for the main filter to take its coefficients
 _RESET_MARGIN = 4.0  # the shadow is reset when its error power is above this multiple of the main's
+_CONSTRAIN_EVERY = 2  # blocks between gradient constraints (of one partition each)
+_PROCESS_NOISE_EVERY = 4  # blocks between updates of the Kalman filter's process noise (it changes slowly)
 
 
 class AdaptiveEchoFilter:
@@ -38,7 +41,8 @@ class AdaptiveEchoFilter:
 
     `filter(far, near)` takes one block of the (delay-aligned) far end and of the microphone, adapts, and
     returns the error: microphone minus estimated echo. After it, `echo` holds the estimated echo of the
-    block (of whichever filter did better) and `mismatch_power` the main filter's own estimate, per bin, of
+    block (of whichever filter did better), `echo_spectrum` the output spectrum it came from, and
+    `mismatch_power` the main filter's own estimate, per bin, of
     the power of the echo it missed (from its uncertainty and this block's far end).
     """
 
@@ -53,31 +57,37 @@ class AdaptiveEchoFilter:
         self._floor = np.float32(noise_floor * block)  # per-bin power floor (int16 units): never divide by 0
         self.far_spectra = np.zeros(shape, np.complex64)  # X, newest block first
         self._x2 = np.zeros(shape, np.float32)  # |X|^2
-        self._w = np.zeros(shape, np.complex64)  # main filter
-        self._p = np.zeros(shape, np.float32)  # its uncertainty per bin (the Kalman state covariance)
-        self._ws = np.zeros(shape, np.complex64)  # shadow filter
-        self._tmp = np.zeros(shape, np.complex64)
+        # Both filters in one array, so that each step is one numpy call for both: [0] main, [1] shadow.
+        self._filters = np.zeros((2, *shape), np.complex64)
+        self._w = self._filters[0]
+        self._ws = self._filters[1]
+        self._p = np.zeros(shape, np.float32)  # the main filter's uncertainty per bin (Kalman state covariance)
+        self._products = np.zeros((2, *shape), np.complex64)
+        self._conj_x = np.zeros(shape, np.complex64)
         self._tmp_r = np.zeros(shape, np.float32)
+        self._w2 = np.zeros((*shape, 2), np.float32)
         self._x_window = np.zeros(2 * block, np.float32)
-        self._pad = np.zeros(2 * block, np.float32)  # [0 ... 0, block]: the zero-padded error
+        self._padded = np.zeros((2, 2 * block), np.float32)  # [0 ... 0, error] of each filter
+        self._errors = self._padded[:, block:]
+        self._echoes = np.zeros((2, block), np.float32)
+        self._spectra = np.zeros((2, bins), np.complex64)  # the filters' (circular) output spectra
         self._error_power = np.zeros(bins, np.float32)
         self.mismatch_power = np.zeros(bins, np.float32)  # expected power of the echo the filter misses
-        self._main_echo = np.zeros(block, np.float32)
-        self._main_error = np.zeros(block, np.float32)
-        self._shadow_echo = np.zeros(block, np.float32)
-        self._shadow_error = np.zeros(block, np.float32)
+        self._main_error, self._shadow_error = self._errors
+        self._main_echo, self._shadow_echo = self._echoes
         self.echo = self._main_echo
+        self.echo_spectrum = self._spectra[0]
         self._main_smoothed = 0.0
         self._shadow_smoothed = 0.0
         self._shadow_wins = 0
-        self._constrain_next = 0
+        self._blocks = 0
         self.copies = 0  # times the main filter took the shadow's coefficients
         self.resets = 0  # times the shadow was reset to the main filter
         self.reset()
 
     def reset(self) -> None:
         """Forget the echo path."""
-        for a in (self.far_spectra, self._x2, self._w, self._ws, self._x_window, self._error_power):
+        for a in (self.far_spectra, self._x2, self._filters, self._x_window, self._error_power):
             a[:] = 0
         self._p[:] = _INITIAL_UNCERTAINTY
         self._main_smoothed = self._shadow_smoothed = 0.0
@@ -96,73 +106,65 @@ class AdaptiveEchoFilter:
         np.square(x[0].real, out=x2[0])
         x2[0] += np.square(x[0].imag)
 
-        e_main = self._run(self._w, near, self._main_echo, self._main_error)
-        e_shadow = self._run(self._ws, near, self._shadow_echo, self._shadow_error)
-        self._adapt_main(e_main)
-        self._adapt_shadow(e_shadow)
-        self._constrain()
-        if self._shadow_is_better():
-            self.echo = self._shadow_echo
-            return self._shadow_error
-        self.echo = self._main_echo
-        return self._main_error
+        # Echo estimates and errors of both filters, zero-padded error spectra (overlap-save).
+        np.multiply(self._filters, x, out=self._products)
+        np.sum(self._products, axis=1, out=self._spectra)
+        self._echoes[:] = fft.irfft(self._spectra, 2 * n)[:, n:]
+        np.subtract(near, self._echoes, out=self._errors)
+        errors = fft.rfft(self._padded)
 
-    def _run(self, w: np.ndarray, near: np.ndarray, echo: np.ndarray, error: np.ndarray) -> np.ndarray:
-        """Echo estimate and error of filter `w` for this block; returns the error's zero-padded spectrum."""
-        n = self.block
-        np.multiply(self.far_spectra, w, out=self._tmp)
-        echo[:] = fft.irfft(self._tmp.sum(axis=0))[n:]
-        np.subtract(near, echo, out=error)
-        self._pad[n:] = error
-        return fft.rfft(self._pad)
+        # W += step conj(X) E, both filters in one go; the main filter's step is the Kalman gain.
+        steps = self._products
+        np.multiply(self._kalman_gain(errors[0]), errors[0], out=steps[0])
+        steps[1] = (_SHADOW_STEP / (x2.sum(axis=0) + 2.0 * self._floor)) * errors[1]
+        np.conjugate(x, out=self._conj_x)
+        steps *= self._conj_x
+        self._filters += steps
+        if self._blocks % _CONSTRAIN_EVERY == 0:
+            self._constrain()
+        self._blocks += 1
+        chosen = 1 if self._shadow_is_better() else 0
+        self.echo = self._echoes[chosen]
+        self.echo_spectrum = self._spectra[chosen]
+        return self._errors[chosen]
 
-    def _adapt_main(self, e_spec: np.ndarray) -> None:
-        x, x2, p = self.far_spectra, self._x2, self._p
-        e2 = np.square(e_spec.real) + np.square(e_spec.imag)
+    def _kalman_gain(self, e_spec: np.ndarray) -> np.ndarray:
+        """The main filter's gain over conj(X), per partition and bin; updates its uncertainty P."""
+        x2, p = self._x2, self._p
+        e2 = np.square(e_spec.real)
+        e2 += np.square(e_spec.imag)
         # Expected power of the echo the filter misses, in the (circular) filter output's spectrum; the
         # error keeps half of that output's samples, so it holds half of that power.
         np.multiply(p, x2, out=self._tmp_r)
         mismatch = self._tmp_r.sum(axis=0)
         np.multiply(mismatch, 0.5, out=self.mismatch_power)
-        # Near-end (and noise) power: what the error holds beyond the expected mismatch. Held at its peak
-        # and halved each block, so that the step is small from the first block of double talk on.
+        # The Kalman gain is P / (mismatch + 2 x near-end power), the near-end power being what the error
+        # holds beyond the expected mismatch. The error power is held at its peak and halved each block, so
+        # that the step is small from the first block of double talk on. (max(2 err, mismatch + 2 floor) is
+        # the same denominator, in fewer operations.)
         self._error_power *= 0.5
         np.maximum(self._error_power, e2, out=self._error_power)
-        near_power = np.maximum(self._error_power - 0.5 * mismatch, self._floor)
-        gain = p / (mismatch + 2.0 * near_power)  # the Kalman gain over conj(X), per partition and bin
-        # W += gain conj(X) E
-        np.conjugate(x, out=self._tmp)
-        self._tmp *= gain
-        self._tmp *= e_spec
-        self._w += self._tmp
-        # P = A^2 (1 - gain |X|^2 / 2) P + (1 - A^2) |W|^2
-        gain *= x2
-        gain *= -0.5
-        gain += 1.0
-        p *= gain
-        p *= self._a2
-        np.square(self._w.real, out=self._tmp_r)
-        self._tmp_r += np.square(self._w.imag)
-        self._tmp_r *= 1.0 - self._a2
-        p += self._tmp_r
-
-    def _adapt_shadow(self, e_spec: np.ndarray) -> None:
-        step = _SHADOW_STEP / (self._x2.sum(axis=0) + 2.0 * self._floor)
-        np.conjugate(self.far_spectra, out=self._tmp)
-        self._tmp *= step * e_spec
-        self._ws += self._tmp
+        mismatch += 2.0 * self._floor
+        gain = p / np.maximum(2.0 * self._error_power, mismatch)
+        # P = A^2 (1 - gain |X|^2 / 2) P + (1 - A^2) |W|^2, the last term (slow) every few blocks.
+        np.multiply(gain, x2, out=self._tmp_r)
+        self._tmp_r *= -0.5 * self._a2
+        self._tmp_r += self._a2
+        p *= self._tmp_r
+        if self._blocks % _PROCESS_NOISE_EVERY == 0:
+            np.square(self._w.view(np.float32), out=self._w2.reshape(self._w.shape[0], -1))
+            p += (_PROCESS_NOISE_EVERY * (1.0 - self._a2)) * self._w2.sum(axis=-1)
+        return gain
 
     def _constrain(self) -> None:
         """Keep each partition a causal `block`-tap filter (the gradient constraint of overlap-save).
 
-        The constraint costs two FFTs per partition and filter; one partition per block, in turn, is
-        enough (speex and AEC3 do the same)."""
-        k = self._constrain_next
-        self._constrain_next = (k + 1) % self.partitions
-        for w in (self._w, self._ws):
-            taps = fft.irfft(w[k])
-            taps[self.block :] = 0
-            w[k] = fft.rfft(taps)
+        The constraint costs two FFTs per partition; one partition every other block, in turn, is enough
+        (speex and AEC3 constrain one per block)."""
+        k = self._blocks // _CONSTRAIN_EVERY % self.partitions
+        taps = fft.irfft(self._filters[:, k], 2 * self.block)
+        taps[:, self.block :] = 0
+        self._filters[:, k] = fft.rfft(taps)
 
     def _shadow_is_better(self) -> bool:
         s = _COMPARE_SMOOTHING
@@ -187,9 +189,8 @@ class AdaptiveEchoFilter:
         """The echo path changed: the main filter takes the shadow's coefficients, and every tap becomes as
         uncertain as it is large, so that it re-learns at full speed."""
         self._w[:] = self._ws
-        np.square(self._w.real, out=self._tmp_r)
-        self._tmp_r += np.square(self._w.imag)
-        np.maximum(self._p, self._tmp_r.mean(axis=1, keepdims=True), out=self._p)
+        np.square(self._w.view(np.float32), out=self._w2.reshape(self._w.shape[0], -1))
+        np.maximum(self._p, self._w2.sum(axis=-1).mean(axis=1, keepdims=True), out=self._p)
         self._main_smoothed = self._shadow_smoothed
         self._shadow_wins = 0
         self.copies += 1
@@ -198,6 +199,8 @@ class AdaptiveEchoFilter:
         """A block of silence after more than a tail of silence: nothing to filter, nothing to learn."""
         self.echo = self._main_echo
         self.echo[:] = 0
+        self.echo_spectrum = self._spectra[0]
+        self.echo_spectrum[:] = 0
         self.mismatch_power[:] = 0
         return self.echo
 
@@ -205,7 +208,7 @@ class AdaptiveEchoFilter:
         """The far end is now read `shift` samples further back: move the taps the other way and rebuild
         the far-end spectra from `history`, the last `(partitions + 1) * block` samples at the new alignment."""
         n, parts = self.block, self.partitions
-        taps = fft.irfft(self._w, axis=1)[:, :n].reshape(-1)
+        taps = fft.irfft(self._w, 2 * n)[:, :n].reshape(-1)
         moved = np.zeros_like(taps)
         if shift >= 0:
             moved[: taps.size - shift] = taps[shift:]
@@ -213,7 +216,7 @@ class AdaptiveEchoFilter:
             moved[-shift:] = taps[: taps.size + shift]
         padded = np.zeros((parts, 2 * n), np.float32)
         padded[:, :n] = moved.reshape(parts, n)
-        self._w[:] = fft.rfft(padded, axis=1)
+        self._w[:] = fft.rfft(padded)
         self._ws[:] = self._w
         whole = round(shift / n)
         if whole > 0:
@@ -223,7 +226,7 @@ class AdaptiveEchoFilter:
             self._p[-whole:] = self._p[:whole]
             self._p[:-whole] = _INITIAL_UNCERTAINTY
         windows = np.lib.stride_tricks.sliding_window_view(history, 2 * n)[::n][::-1]
-        self.far_spectra[:] = fft.rfft(windows, axis=1)
+        self.far_spectra[:] = fft.rfft(np.ascontiguousarray(windows))
         self._x2[:] = np.square(self.far_spectra.real) + np.square(self.far_spectra.imag)
         self._x_window[:] = history[-2 * n :]
         self._main_smoothed = self._shadow_smoothed = 0.0

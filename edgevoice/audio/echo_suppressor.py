@@ -20,13 +20,14 @@ output lags the input by one block.
 from __future__ import annotations
 
 import numpy as np
-from scipy import fft
 
+from edgevoice.audio import fastfft as fft
 from edgevoice.audio.quantile import QuantileTracker
 
 _BAND_EDGES_HZ = (0, 200, 400, 600, 800, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 3500, 4000, 5000, 6000,
                   7000, 8000, 10000, 12000, 16000, 20000)  # fmt: skip
 _DECISION_DIRECTED = 0.9  # weight of the last block's output in the near-end-to-residual ratio
+_TRACK_EVERY = 2  # blocks between updates of the leak (it moves a few dB per second)
 
 
 class ResidualEchoSuppressor:
@@ -52,12 +53,15 @@ class ResidualEchoSuppressor:
         self._band_of_bin = np.searchsorted(edges, freqs, side="right") - 1
         self._bins_per_band = np.bincount(self._band_of_bin, minlength=self._bands).astype(np.float32)
         block_s = n / sample_rate
-        self._leak = QuantileTracker(self._bands, quantile, leak_rise_db_per_s, block_s)
+        self._leak = QuantileTracker(self._bands, quantile, leak_rise_db_per_s, _TRACK_EVERY * block_s)
         self._reverb = np.float32(10 ** (-reverb_decay_db_per_s * block_s / 10))
         self._min_gain = np.float32(10 ** (min_gain_db / 20))
         self._overestimate = np.float32(10 ** (overestimate_db / 10))
-        self._e_in = np.zeros(2 * n, np.float32)
-        self._y_in = np.zeros(2 * n, np.float32)
+        self._last_error = np.zeros(n, np.float32)
+        self._windowed = np.zeros(2 * n, np.float32)
+        self._window_tail2 = np.square(self.window[n:])
+        self._transparent = False  # every gain was 1 in the last block
+        self._blocks = 0
         self._tail = np.zeros(n, np.float32)  # second half of the last synthesis frame
         self._echo_env = np.zeros(bins, np.float32)
         self._last_output = np.zeros(bins, np.float32)  # |G E|^2 of the last block
@@ -66,26 +70,39 @@ class ResidualEchoSuppressor:
         self.reset()
 
     def reset(self) -> None:
-        for a in (self._e_in, self._y_in, self._tail, self._echo_env, self._last_output):
+        for a in (self._last_error, self._tail, self._echo_env, self._last_output):
             a[:] = 0
         self._leak.reset()
         self.gain[:] = 1
+        self._transparent = False
 
-    def process(self, error: np.ndarray, echo: np.ndarray, mismatch: np.ndarray, far_active: bool) -> np.ndarray:
-        """`error` = microphone minus the filter's `echo` estimate, one block each, and `mismatch` the power
-        per bin of the echo the filter expects to have missed; returns the output block."""
+    def process(self, error: np.ndarray, echo_spectrum: np.ndarray, mismatch: np.ndarray, far_active: bool):
+        """`error` = microphone minus the filter's echo estimate (one block), `echo_spectrum` the filter's
+        output spectrum it came from, `mismatch` the power per bin of the echo the filter expects to have
+        missed; returns the output block (float32)."""
         n = self.block
-        self._e_in[:n] = self._e_in[n:]
-        self._e_in[n:] = error
-        self._y_in[:n] = self._y_in[n:]
-        self._y_in[n:] = echo
-        e_spec = fft.rfft(self._e_in * self.window)
-        y_spec = fft.rfft(self._y_in * self.window)
-        e2 = np.square(e_spec.real) + np.square(e_spec.imag)
+        if self._transparent and not far_active and not mismatch.any() and self._echo_env.max() < 1.0:
+            # No echo anywhere and all gains 1 last time: the overlap-add gives back the last block as it was.
+            out = self._last_error.copy()
+            self._last_error[:] = error
+            np.multiply(error, self._window_tail2, out=self._tail)
+            self._echo_env *= self._reverb
+            return out
+        windowed = self._windowed
+        np.multiply(self._last_error, self.window[:n], out=windowed[:n])
+        np.multiply(error, self.window[n:], out=windowed[n:])
+        self._last_error[:] = error
+        e_spec = fft.rfft(windowed)
+        e2 = np.square(e_spec.real)
+        e2 += np.square(e_spec.imag)
         env = self._echo_env
         env *= self._reverb
-        np.maximum(env, np.square(y_spec.real) + np.square(y_spec.imag), out=env)
-        if far_active:
+        y2 = np.square(echo_spectrum.real)
+        y2 += np.square(echo_spectrum.imag)
+        y2 *= 0.5  # the circular output spans two blocks; a windowed block holds about half its power
+        np.maximum(env, y2, out=env)
+        self._blocks += 1
+        if far_active and self._blocks % _TRACK_EVERY == 0:
             self._track_leak(e2, env)
 
         residual = self.residual
@@ -101,8 +118,9 @@ class ResidualEchoSuppressor:
         np.maximum(gain, self._min_gain, out=gain)
         g2 = np.square(gain)
         np.multiply(g2, e2, out=self._last_output)
+        self._transparent = bool(gain.min() > 0.999)
 
-        frame = fft.irfft(e_spec * gain) * self.window
+        frame = fft.irfft(e_spec * gain, 2 * n) * self.window
         out = frame[:n] + self._tail
         self._tail[:] = frame[n:]
         return out
