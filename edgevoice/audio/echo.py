@@ -107,6 +107,7 @@ class EchoCanceller:
         self.echo_level = 0.0  # how loud the device's voice may be in the microphone (see duplex.py)
         self._mic_level = 0.0  # the microphone's power while the far end plays, held over a decay
         self.realignments = 0
+        self._copies = 0  # the filter's count of echo path changes, as last seen
         self._played_frames = 0  # frames in which the far end played, since the start
         self._learning_frames = round(_LEARNING_S * sample_rate / frame_samples)
 
@@ -162,6 +163,9 @@ class EchoCanceller:
                 self._out[i : i + n] = error
             else:
                 f = self.filter
+                if f.copies != self._copies:
+                    self._copies = f.copies
+                    self.suppressor.path_changed()
                 self._out[i : i + n] = self.suppressor.process(error, f.echo_spectrum, f.mismatch_power, block_active)
         self.far_active = active
         # What the device's voice may amount to in the microphone: its level while the far end plays. Not

@@ -61,6 +61,7 @@ class ResidualEchoSuppressor:
         self._windowed = np.zeros(2 * n, np.float32)
         self._window_tail2 = np.square(self.window[n:])
         self._transparent = False  # every gain was 1 in the last block
+        self._path_changed = False
         self._blocks = 0
         self._tail = np.zeros(n, np.float32)  # second half of the last synthesis frame
         self._echo_env = np.zeros(bins, np.float32)
@@ -102,7 +103,7 @@ class ResidualEchoSuppressor:
         y2 *= 0.5  # the circular output spans two blocks; a windowed block holds about half its power
         np.maximum(env, y2, out=env)
         self._blocks += 1
-        if far_active and self._blocks % _TRACK_EVERY == 0:
+        if far_active and (self._blocks % _TRACK_EVERY == 0 or self._path_changed):
             self._track_leak(e2, env)
 
         residual = self.residual
@@ -125,10 +126,20 @@ class ResidualEchoSuppressor:
         self._tail[:] = frame[n:]
         return out
 
+    def path_changed(self) -> None:
+        """The filter found the echo path changed (it took its shadow's coefficients): the leak jumps to
+        what is measured next instead of rising a few dB per second."""
+        self._path_changed = True
+
     def _track_leak(self, e2: np.ndarray, env: np.ndarray) -> None:
         band = self._band_of_bin
         e_band = np.bincount(band, e2, self._bands)
         y_band = np.bincount(band, env, self._bands)
         # Only bands where the echo estimate stands out of the noise say anything about the leak.
         audible = y_band > 1e-3 * y_band.max() + 100.0 * self._bins_per_band
-        self._leak.update((e_band + 1.0) / (y_band + 1.0), audible)
+        ratio = (e_band + 1.0) / (y_band + 1.0)
+        if self._path_changed:  # what is left now is echo the filter has not learnt: take it as it is
+            self._leak.raise_to(ratio, audible)
+            self._path_changed = False
+        else:
+            self._leak.update(ratio, audible)

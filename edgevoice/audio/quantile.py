@@ -41,11 +41,17 @@ class QuantileTracker:
         self._scalar_log = self._initial
         self._scalar_run = 0
 
-    def raise_to(self, ratio: float) -> None:
+    def raise_to(self, ratio: np.ndarray | float, valid: np.ndarray | None = None) -> None:
         """At least `ratio` at once (when what is observed is known to be the thing measured)."""
-        np.maximum(self._log, math.log(ratio), out=self._log)
-        self._scalar_log = max(self._scalar_log, math.log(ratio))
-        self.value = math.exp(self._scalar_log) if self._scalar else np.exp(self._log)
+        if self._scalar:
+            self._scalar_log = min(max(self._scalar_log, math.log(ratio)), 0.0)
+            self.value = math.exp(self._scalar_log)
+            return
+        target = np.minimum(np.log(ratio), 0.0)
+        if valid is not None:
+            target = np.where(valid, target, self._log)
+        np.maximum(self._log, target, out=self._log)
+        self.value = np.exp(self._log)
 
     def update(self, ratio: np.ndarray | float, valid: np.ndarray | None = None) -> None:
         """One observation of the ratio (only where `valid`, if given)."""

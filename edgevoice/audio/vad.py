@@ -5,10 +5,11 @@ device stops its answer before the server's `speech_started` arrives, and never 
 own voice. The speech band of the cleaned signal must clearly exceed two levels:
 
 - the background noise, tracked as a running minimum that rises slowly while nothing plays;
-- what the echo control lets through of the device's voice: `echo_level` (the canceller's estimate of the
-  echo power in the microphone, see `edgevoice.audio.duplex`) times the leak, learnt here as an upper
-  quantile of cleaned level / echo level while the device speaks and no visitor does. The quantile
-  rises a few dB per second at most, so a visitor's first syllables cannot teach it that they are echo.
+- what the echo control lets through of the device's voice: `echo_level` (how loud the device's voice is
+  in the microphone, see `edgevoice.audio.duplex`) times the leak, learnt here as a high quantile (98 %)
+  of cleaned level / echo level while the device speaks and no visitor is detected. It starts at -30 dB,
+  rises at most 10 dB per second (a visitor's first syllables cannot teach it that they are echo) and
+  falls very slowly: it remembers the worst the canceller has let through.
 
 Speech counts once it stands above both for `onset_ms`; it ends after `hangover_ms` below. With
 `echo_level` infinite (a closed gate, or no echo control while the device speaks) it never fires.
