@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from conftest import speak
+from scipy.signal import correlate
 
 from edgevoice.audio.bridge import CaptureStream, PlaybackStream
 from edgevoice.audio.devices import (
@@ -24,11 +25,13 @@ from edgevoice.audio.devices import (
     negotiate_format,
     open_portaudio,
 )
+from edgevoice.audio.duplex import EchoFrontEnd
 from edgevoice.audio.echo import EchoCanceller
 from edgevoice.audio.echo_reference import EchoReference
 from edgevoice.audio.microphone import Microphone
 from edgevoice.audio.resample import StreamResampler, to_int16
 from edgevoice.audio.ring import SampleRing
+from edgevoice.audio.settings import AudioSettings
 from edgevoice.audio.speaker import Speaker
 from edgevoice.virtual_audio import SPEAKER, VirtualSoundCard
 
@@ -198,3 +201,60 @@ def test_echo_of_the_real_playback_path_is_cancelled(sound_card: VirtualSoundCar
     assert len(loud) > 10
     assert 10 * np.log10(mic_energy / max(out_energy, 1.0)) > 30
     assert reference.gaps <= 3
+
+
+def test_a_visitor_talking_over_the_answer_is_heard_at_once_and_the_answer_never(sound_card: VirtualSoundCard):
+    """The whole front end on the real path: the answer plays (and is heard back through the monitor),
+    a visitor's voice is mixed in by a second stream; the local VAD fires for the visitor only."""
+    answer = speak("The exhibition on the ground floor shows the history of the harbour, from the first "
+                   "wooden piers to the container terminal of today.", 24000)  # fmt: skip
+    question = (speak("Excuse me, where are the toilets?", DEVICE_RATE) * 0.5).astype(np.int16)
+    visitor_at = 4.0  # s after the answer starts: past the canceller's learning time
+
+    async def scenario() -> tuple[np.ndarray, list[int], int]:
+        loop = asyncio.get_running_loop()
+        pa = open_portaudio()
+        try:
+            devices = list_devices(pa)
+            mic = negotiate_format(pa, find_device(devices, "pulse", "input"), "input", DEVICE_RATE, 1)
+            spk = negotiate_format(pa, find_device(devices, SPEAKER, "output"), "output", DEVICE_RATE, 1)
+            room = negotiate_format(pa, find_device(devices, "pulse", "output"), "output", DEVICE_RATE, 1)
+            capture = CaptureStream(pa, mic, BUFFER, loop)
+            playback = PlaybackStream(pa, spk, BUFFER, tap_seconds=1.0)
+            visitor = PlaybackStream(pa, room, BUFFER)  # the visitor's mouth: no tap, it is not the device
+            speaker = Speaker(playback, on_started=lambda item: None, on_drained=lambda: None)
+            front = EchoFrontEnd(AudioSettings(), playback)
+            for stream in (playback, visitor, capture):
+                stream.start()
+            pump = asyncio.create_task(speaker.run())
+            near, onsets = [], []
+            async for frame in Microphone(capture).frames():
+                near.append(frame.copy())
+                if front.process(frame)[1]:
+                    onsets.append(len(near))
+                if len(near) == 10:
+                    speaker.push("answer", answer)
+                if len(near) == 10 + round(visitor_at * 50):
+                    visitor.ring.write(question)
+                if len(near) > 10 + answer.size // 480 + 25:
+                    break
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+            for stream in (capture, playback, visitor):
+                stream.close()
+        finally:
+            pa.terminate()
+        return np.concatenate(near), onsets, front.reference.gaps
+
+    near, onsets, gaps = asyncio.run(scenario())
+    # Where the visitor's voice starts in what the microphone captured (it comes through another stream,
+    # with its own latency): the lag of the best match of the question, resampled, in the capture.
+    voice = StreamResampler(DEVICE_RATE, 24000).process(question.astype(np.float64))
+    lag = int(np.argmax(correlate(near.astype(np.float64), voice, "valid", method="fft")))
+    talk_starts = lag + int(np.flatnonzero(np.abs(voice) > 0.05 * np.abs(voice).max())[0])
+    assert onsets, "the visitor was not detected"
+    first = onsets[0] * 480  # the end of the frame that fired, in samples of the capture
+    assert first >= talk_starts, f"fired on the answer alone, {(talk_starts - first) / 24:.0f} ms before the visitor"
+    assert (first - talk_starts) / 24 <= 100, f"{(first - talk_starts) / 24:.0f} ms after the visitor started"
+    assert gaps <= 3
