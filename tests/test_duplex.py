@@ -129,3 +129,27 @@ def test_aec_is_the_default_and_a_wrong_mode_says_what_is_allowed() -> None:
     assert AudioSettings().echo == "aec"
     with pytest.raises(ConfigError, match=r"\[audio\] echo = 'cancel': must be one of 'aec', 'gate', 'off'"):
         parse_config('[audio]\necho = "cancel"\n')
+
+
+def test_no_voice_detection_while_the_canceller_learns_then_it_listens_again() -> None:
+    """The first second of the first answer: the canceller does not know the room yet, so the detector is
+    told not to trust the microphone; once the device is silent again, a visitor is heard as usual."""
+    far = np.zeros(4 * RATE, np.int16)
+    far[:RATE] = far_speech(RATE, 1.0)  # a short first answer (less than the learning time)
+    echo = through(echo_path(RATE, delay_ms=3.0), far)
+    canceller = EchoCanceller(RATE, FRAME)
+    voice = visitor(RATE, -26.0)
+    near = np.zeros(far.size)
+    near[int(0.5 * RATE) : int(0.5 * RATE) + voice.size] += voice[: int(3.5 * RATE)]
+    levels = []
+    vad = LocalVad(RATE, FRAME)
+    mic = to_int16(echo + near + noise(RATE, 4.0))
+    fired = []
+    for i in range(0, mic.size, FRAME):
+        cleaned = canceller.process(mic[i : i + FRAME], far[i : i + FRAME])
+        levels.append(canceller.echo_level)
+        if vad.process(cleaned, canceller.echo_level):
+            fired.append(i / RATE)
+    assert math.isinf(levels[RATE // FRAME // 2])  # learning, and the device speaks
+    assert levels[-1] < 1.0  # a second after it stopped: nothing to distrust any more
+    assert fired and fired[0] > 1.0  # heard (it was talking over the learning device and went on after)

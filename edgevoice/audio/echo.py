@@ -12,9 +12,9 @@
 2. `AdaptiveEchoFilter` (echo_filter.py) models the echo path over `tail_ms` and subtracts its estimate.
 3. `ResidualEchoSuppressor` (echo_suppressor.py) attenuates what is left where echo still dominates.
 
-The output lags the input by one internal block (10 ms by default: the suppressor's overlap-add). While
-nothing has played for longer than the tail, the adaptive filter is skipped. Pure DSP: no I/O, no locks,
-buffers allocated once.
+The output lags the input by one internal block (20 ms by default: the suppressor's overlap-add). While
+nothing has played for longer than the tail, the adaptive filter and the suppressor are skipped. Pure DSP:
+no I/O, no locks, buffers allocated once.
 """
 
 from __future__ import annotations
@@ -174,7 +174,8 @@ class EchoCanceller:
         self._mic_level = max(float(np.dot(self._near, self._near)) / self.frame_samples, held) if active else held
         if active:
             self._played_frames += 1
-        self.echo_level = math.inf if self.learning and self._mic_level > 0 else self._mic_level
+        audible = self._mic_level > _FAR_ACTIVE_RMS**2
+        self.echo_level = math.inf if self.learning and audible else self._mic_level
         return np.clip(np.rint(self._out), -32768, 32767).astype(np.int16)
 
     def _realign(self, direct_path: int) -> None:
