@@ -17,7 +17,9 @@ Two filters share the far-end spectra, as in WebRTC's AEC3 (its "refined" and "c
   filter's for a few blocks, the main filter takes its coefficients (and becomes uncertain again); when it
   is clearly larger, it is reset to the main filter.
 
-Everything is preallocated; a block costs six FFTs of `2 * block` points. Pure DSP, no I/O.
+Both filters live in one array, so that each step is one numpy call for the two; per block: one FFT of
+the far end, one inverse FFT and one FFT for both filters' outputs and errors, and every other block the
+gradient constraint of one partition. Buffers are preallocated. Pure DSP, no I/O.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ class AdaptiveEchoFilter:
     `filter(far, near)` takes one block of the (delay-aligned) far end and of the microphone, adapts, and
     returns the error: microphone minus estimated echo. After it, `echo` holds the estimated echo of the
     block (of whichever filter did better), `echo_spectrum` the output spectrum it came from, and
-    `mismatch_power` the main filter's own estimate, per bin, of
-    the power of the echo it missed (from its uncertainty and this block's far end).
+    `mismatch_power` the main filter's own estimate, per bin, of the power of the echo it missed (from its
+    uncertainty and this block's far end).
     """
 
     def __init__(self, block: int, partitions: int, *, forgetting: float = 0.9999, noise_floor: float = 1.0):

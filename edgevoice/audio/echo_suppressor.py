@@ -5,16 +5,19 @@ speaker's distortion, or what it has not learnt yet. This stage estimates, per f
 is left and attenuates the bins where that residual dominates, keeping the bins where the visitor's voice
 does, so that double talk goes through.
 
-- Residual echo = leak x the filter's echo estimate, whose power is held over a decaying envelope (the
-  late reverberation the filter cannot reach follows the echo's energy with a delay) x a safety factor.
+- Residual echo = the larger of leak x the filter's echo estimate, whose power is held over a decaying
+  envelope (the late reverberation the filter cannot reach follows the echo's energy with a delay), and
+  the filter's own estimate of what it missed (high in bins it has not learnt yet); x a safety factor.
 - The leak, per band, is a running upper quantile of error power / echo-estimate power while the far end
   plays: it steps up by a fixed amount when the ratio is above it and down when below. Fixed steps make the
   rise rate bounded, so a visitor talking (which raises the ratio) takes seconds to inflate it; a long run
   below (the start, or after the filter improved) makes the downward steps grow, so it converges quickly.
+  When the filter reports an echo path change, the leak jumps to what it measures next.
 - Gain per bin: a Wiener gain on the decision-directed near-end-to-residual ratio, with a floor.
 
 Analysis and synthesis are a weighted overlap-add with square-root Hann windows of two blocks, so the
-output lags the input by one block.
+output lags the input by one block. When nothing has played for a while and every gain was 1, the block
+passes through without any transform (what the overlap-add would give anyway).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ _TRACK_EVERY = 2  # blocks between updates of the leak (it moves a few dB per se
 
 
 class ResidualEchoSuppressor:
-    """Per block: `process(error, echo, far_active)` returns the cleaned block, one block late."""
+    """Per block: `process(error, echo_spectrum, mismatch, far_active)` returns the cleaned block, one late."""
 
     def __init__(
         self,
