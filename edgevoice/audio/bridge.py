@@ -2,7 +2,8 @@
 
 PortAudio calls back on its own real-time thread. The callbacks here only hand data over: the capture
 callback passes the bytes PortAudio gave it to the event loop (`call_soon_threadsafe`), the playback
-callback copies frames out of a `SampleRing`. No DSP, no I/O, no waiting on the loop.
+callback copies frames out of a `SampleRing` (and, for the echo canceller, a copy of exactly what it
+handed to PortAudio into a second ring, the tap). No DSP, no I/O, no waiting on the loop.
 """
 
 from __future__ import annotations
@@ -104,15 +105,27 @@ class CaptureStream:
 
 
 class PlaybackStream:
-    """Speaker frames from a `SampleRing` to PortAudio; plays silence whenever the ring is empty."""
+    """Speaker frames from a `SampleRing` to PortAudio; plays silence whenever the ring is empty.
+
+    With `tap_seconds`, every buffer handed to PortAudio is also copied into `tap` (a ring that long),
+    from which `edgevoice.audio.echo_reference.EchoReference` makes the echo canceller's far end.
+    """
 
     def __init__(
-        self, pa: pyaudio.PyAudio, fmt: StreamFormat, frames_per_buffer: int, ring_seconds: float = 2.0
+        self,
+        pa: pyaudio.PyAudio,
+        fmt: StreamFormat,
+        frames_per_buffer: int,
+        ring_seconds: float = 2.0,
+        tap_seconds: float = 0.0,
     ) -> None:
         self.format = fmt
         self.frames_per_buffer = frames_per_buffer
-        self.ring = SampleRing(int(fmt.rate * ring_seconds), fmt.channels, np.int32 if fmt.width == 4 else np.int16)
-        self._out = np.zeros((frames_per_buffer, fmt.channels), dtype=self.ring.dtype)
+        dtype = np.int32 if fmt.width == 4 else np.int16
+        self.ring = SampleRing(int(fmt.rate * ring_seconds), fmt.channels, dtype)
+        self.tap = SampleRing(int(fmt.rate * tap_seconds), fmt.channels, dtype) if tap_seconds > 0 else None
+        self.tap_lost = 0  # frames the tap had no room for (its reader fell behind)
+        self._out = np.zeros((frames_per_buffer, fmt.channels), dtype=dtype)
         self.last_callback = 0.0
         self._stream = _open(pa, fmt, frames_per_buffer, self._callback, input=False)
 
@@ -132,6 +145,8 @@ class PlaybackStream:
             else np.zeros((frame_count, self.format.channels), self.ring.dtype)
         )
         self.ring.read_into(out)
+        if self.tap is not None:
+            self.tap_lost += frame_count - self.tap.write(out)
         return out.tobytes(), pyaudio.paContinue
 
     def start(self) -> None:

@@ -19,3 +19,7 @@ class AudioSettings:
     output_channels: int = field(default=0, metadata={"min": 0, "max": 32, "doc": "0 = mono if the device can"})
     frame_ms: Literal[10, 20, 40] = 20
     sample_format: Literal["auto", "int16", "int32"] = "auto"  # auto: 16-bit if the device takes it, else 32-bit
+    echo: Literal["aec", "gate", "off"] = "aec"
+    echo_tail_ms: int = field(default=128, metadata={"min": 32, "max": 512, "doc": "length of the echo modelled"})
+    gate_hang_ms: int = field(default=200, metadata={"min": 0, "max": 2000, "doc": "gate: closed this long after"})
+    gate_attenuation_db: float = field(default=40.0, metadata={"min": 0.0, "max": 100.0})

@@ -1,0 +1,66 @@
+"""One interface for the three ways the microphone lives with the speaker: `aec`, `gate` and `off`.
+
+    echo = make_echo_control(settings, sample_rate=24000, frame_samples=480)
+    cleaned = echo.process(near, far)      # per capture frame, `far` from an EchoReference
+    if vad.process(cleaned, echo.echo_level): ...    # a visitor started talking
+
+`EchoFrontEnd` puts the three together for the daemon: one call per capture frame.
+
+`echo_level` tells a voice detector how loud the device's own voice is in the microphone: the canceller's
+estimate of the echo power (mean square, int16 units, held while the room rings on), 0 when the device is
+silent, and infinity while the microphone cannot be trusted at all (the gate is closed, or `off` while the
+device speaks). The detector learns how much of that level gets through to `cleaned`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from edgevoice.audio.bridge import PlaybackStream
+from edgevoice.audio.echo import EchoCanceller
+from edgevoice.audio.echo_reference import EchoReference
+from edgevoice.audio.gate import EchoGate, NoEchoControl
+from edgevoice.audio.settings import AudioSettings
+from edgevoice.audio.vad import LocalVad
+
+
+class EchoControl(Protocol):
+    mode: str
+    sample_rate: int
+    frame_samples: int
+    far_active: bool  # the device's voice is (or may still be) in the microphone
+    echo_level: float  # power of the device's voice in the microphone; inf = do not trust the microphone
+
+    def process(self, near: np.ndarray, far: np.ndarray) -> np.ndarray: ...
+    def reset(self) -> None: ...
+
+
+def make_echo_control(settings: AudioSettings, sample_rate: int, frame_samples: int) -> EchoControl:
+    """The echo handling `[audio] echo` asks for, for frames of `frame_samples` at `sample_rate`."""
+    if settings.echo == "aec":
+        return EchoCanceller(sample_rate, frame_samples, tail_ms=settings.echo_tail_ms)
+    if settings.echo == "gate":
+        return EchoGate(
+            sample_rate, frame_samples, hang_ms=settings.gate_hang_ms, attenuation_db=settings.gate_attenuation_db
+        )
+    return NoEchoControl(sample_rate, frame_samples)
+
+
+class EchoFrontEnd:
+    """What the microphone goes through before it is sent: `process(frame)` per 24 kHz capture frame.
+
+    `playback` must have been opened with a tap (`PlaybackStream(..., tap_seconds=1.0)`); its reference is
+    what the speaker really played. Returns the cleaned frame and whether a visitor just started talking
+    (the local barge-in: stop the speaker, truncate and cancel, without waiting for the server's VAD).
+    """
+
+    def __init__(self, settings: AudioSettings, playback: PlaybackStream, rate: int = 24000, frame_samples: int = 480):
+        self.reference = EchoReference(playback, rate=rate, frame_samples=frame_samples)
+        self.control = make_echo_control(settings, rate, frame_samples)
+        self.vad = LocalVad(rate, frame_samples)
+
+    def process(self, frame: np.ndarray) -> tuple[np.ndarray, bool]:
+        cleaned = self.control.process(frame, self.reference.next_frame())
+        return cleaned, self.vad.process(cleaned, self.control.echo_level)

@@ -1,0 +1,189 @@
+"""Acoustic echo cancellation: the microphone minus what the device's own speaker put into it.
+
+    canceller = EchoCanceller(24000, 480)            # 20 ms frames at 24 kHz, 128 ms tail
+    cleaned = canceller.process(near, far)           # int16 in, int16 out, one call per frame
+
+`near` is the microphone frame and `far` the frame of what the speaker played at the same time (see
+`edgevoice.audio.echo_reference`); both int16 arrays of `frame_samples` at `sample_rate`. Stages:
+
+1. `DelayEstimator` (echo_delay.py) finds the bulk delay between the reference and its echo; the far end is
+   read that far back from a history buffer, so that the filter's taps are spent on the room, not on
+   PortAudio's buffers. When the delay moves, the filter's taps move with it.
+2. `AdaptiveEchoFilter` (echo_filter.py) models the echo path over `tail_ms` and subtracts its estimate.
+3. `ResidualEchoSuppressor` (echo_suppressor.py) attenuates what is left where echo still dominates.
+
+The output lags the input by one internal block (20 ms by default: the suppressor's overlap-add). While
+nothing has played for longer than the tail, the adaptive filter and the suppressor are skipped. Pure DSP:
+no I/O, no locks, buffers allocated once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edgevoice.audio.echo_delay import DelayEstimator
+from edgevoice.audio.echo_filter import AdaptiveEchoFilter
+from edgevoice.audio.echo_suppressor import ResidualEchoSuppressor
+
+# The filter starts this long before the estimated direct path: room for the pre-ringing of resampling
+# filters and for the delay to shrink a little without a realignment.
+_DELAY_MARGIN_MS = 4.0
+# A far-end block quieter than this (RMS, int16 units, about -66 dBFS) does not count as playing.
+_FAR_ACTIVE_RMS = 16.0
+# The echo level a voice detector is told about (the microphone's level while the far end plays) is held
+# over this decay: the output lags a block, and the room rings on after the far end stops.
+_ECHO_HOLD_DB_PER_S = 40.0
+# Until the far end has played this long, the filter is still learning the room: a voice detector is told
+# not to trust the microphone while the far end plays (no barge-in by voice in the first answer's first
+# seconds; the button still works).
+_LEARNING_S = 2.0
+
+
+class _History:
+    """The last `capacity` samples of a stream, readable as one contiguous slice (no per-frame copies)."""
+
+    def __init__(self, capacity: int, chunk: int) -> None:
+        self.capacity = capacity
+        self._buf = np.zeros(2 * capacity + chunk, np.float32)
+        self._end = capacity  # the buffer starts full of silence
+
+    def append(self, x: np.ndarray) -> None:
+        n = len(x)
+        if self._end + n > self._buf.size:
+            self._buf[: self.capacity] = self._buf[self._end - self.capacity : self._end]
+            self._end = self.capacity
+        self._buf[self._end : self._end + n] = x
+        self._end += n
+
+    def last(self, n: int, skip: int = 0) -> np.ndarray:
+        """`n` samples ending `skip` samples before the newest (a view: copy it to keep it)."""
+        end = self._end - skip
+        return self._buf[end - n : end]
+
+
+class EchoCanceller:
+    """Removes the echo of `far` from `near`, one frame at a time."""
+
+    mode = "aec"
+
+    def __init__(
+        self,
+        sample_rate: int,
+        frame_samples: int,
+        tail_ms: float = 128.0,
+        *,
+        max_delay_ms: float = 500.0,
+        block_ms: float = 20.0,
+        suppress: bool = True,
+    ) -> None:
+        if sample_rate < 8000 or frame_samples <= 0:
+            raise ValueError(f"need a rate of 8 kHz or more and a positive frame, got {sample_rate}, {frame_samples}")
+        if not 16 <= tail_ms <= 1000:
+            raise ValueError(f"tail_ms must be between 16 and 1000, got {tail_ms}")
+        self.sample_rate = sample_rate
+        self.frame_samples = frame_samples
+        block = max(1, min(frame_samples, int(sample_rate * block_ms / 1000)))
+        while frame_samples % block:
+            block -= 1
+        self.block = block
+        self.partitions = math.ceil(tail_ms * sample_rate / 1000 / block)
+        self.tail_ms = self.partitions * block * 1000 / sample_rate
+        self._margin = int(sample_rate * _DELAY_MARGIN_MS / 1000)
+        self._max_delay = int(sample_rate * max_delay_ms / 1000)
+        self.filter = AdaptiveEchoFilter(block, self.partitions)
+        self.suppressor = ResidualEchoSuppressor(block, sample_rate) if suppress else None
+        self.delay_estimator = DelayEstimator(sample_rate, frame_samples, max_delay_ms=max_delay_ms)
+        self._far = _History(self._max_delay + (self.partitions + 2) * block + frame_samples, frame_samples)
+        self._delay = 0  # samples the far end is read back
+        self._silent_blocks = self.partitions + 2  # blocks since the aligned far end last played anything
+        self._far_active_power = _FAR_ACTIVE_RMS**2 * block
+        self._near = np.zeros(frame_samples, np.float32)
+        self._out = np.zeros(frame_samples, np.float32)
+        frame_s = frame_samples / sample_rate
+        self._echo_hold = 10 ** (-_ECHO_HOLD_DB_PER_S * frame_s / 10)
+        self.far_active = False  # the far end played in this frame (after alignment)
+        self.echo_level = 0.0  # how loud the device's voice may be in the microphone (see duplex.py)
+        self._mic_level = 0.0  # the microphone's power while the far end plays, held over a decay
+        self.realignments = 0
+        self._copies = 0  # the filter's count of echo path changes, as last seen
+        self._played_frames = 0  # frames in which the far end played, since the start
+        self._learning_frames = round(_LEARNING_S * sample_rate / frame_samples)
+
+    @property
+    def learning(self) -> bool:
+        """The far end has not played long enough yet for the filter to know the room."""
+        return self._played_frames < self._learning_frames
+
+    @property
+    def delay_ms(self) -> float:
+        """How far back in the reference the filter's first tap looks."""
+        return self._delay * 1000 / self.sample_rate
+
+    def reset(self) -> None:
+        """Forget everything learnt (the device was moved to another room, say)."""
+        self.filter.reset()
+        if self.suppressor is not None:
+            self.suppressor.reset()
+        self.delay_estimator.reset()
+        self.echo_level = self._mic_level = 0.0
+        self._played_frames = 0
+        self._delay = 0
+        self._silent_blocks = self.partitions + 2
+
+    def process(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        """One frame of microphone and reference in, the microphone without the echo out (int16)."""
+        if len(near) != self.frame_samples or len(far) != self.frame_samples:
+            raise ValueError(f"frames must be {self.frame_samples} samples, got {len(near)} and {len(far)}")
+        self._near[:] = near
+        self._far.append(far)
+        if self.delay_estimator.update(near, far):
+            self._realign(self.delay_estimator.delay or 0)
+
+        n = self.block
+        aligned = self._far.last(self.frame_samples, self._delay)
+        active = False
+        for i in range(0, self.frame_samples, n):
+            x = aligned[i : i + n]
+            d = self._near[i : i + n]
+            power = float(np.dot(x, x))
+            if power > 0.0:
+                self._silent_blocks = 0
+            else:
+                self._silent_blocks += 1
+            block_active = power > self._far_active_power
+            active = active or block_active
+            if self._silent_blocks > self.partitions + 1:
+                self.filter.idle()
+                error = d
+            else:
+                error = self.filter.filter(x, d)
+            if self.suppressor is None:
+                self._out[i : i + n] = error
+            else:
+                f = self.filter
+                if f.copies != self._copies:
+                    self._copies = f.copies
+                    self.suppressor.path_changed()
+                self._out[i : i + n] = self.suppressor.process(error, f.echo_spectrum, f.mismatch_power, block_active)
+        self.far_active = active
+        # What the device's voice may amount to in the microphone: its level while the far end plays. Not
+        # the filter's echo estimate, which is too small while the filter is still learning a new path.
+        held = self._mic_level * self._echo_hold
+        self._mic_level = max(float(np.dot(self._near, self._near)) / self.frame_samples, held) if active else held
+        if active:
+            self._played_frames += 1
+        audible = self._mic_level > _FAR_ACTIVE_RMS**2
+        self.echo_level = math.inf if self.learning and audible else self._mic_level
+        return np.clip(np.rint(self._out), -32768, 32767).astype(np.int16)
+
+    def _realign(self, direct_path: int) -> None:
+        target = min(max(0, direct_path - self._margin), self._max_delay)
+        shift = target - self._delay
+        if abs(shift) <= self._margin // 2:
+            return
+        self._delay = target
+        history = self._far.last((self.partitions + 1) * self.block, self._delay + self.frame_samples)
+        self.filter.realign(shift, history)
+        self.realignments += 1

@@ -1,0 +1,126 @@
+"""A light voice activity detector on the echo-cancelled microphone, for local barge-in.
+
+It has one job: say, within 100 ms, that a visitor started talking while the device speaks, so that the
+device stops its answer before the server's `speech_started` arrives, and never say so for the device's
+own voice. The speech band of the cleaned signal must clearly exceed two levels:
+
+- the background noise, tracked as a running minimum that rises slowly while nothing plays;
+- what the echo control lets through of the device's voice: `echo_level` (how loud the device's voice is
+  in the microphone, see `edgevoice.audio.duplex`) times the leak, learnt here as a high quantile (98 %)
+  of cleaned level / echo level while the device speaks and no visitor is detected. It starts at -30 dB,
+  rises at most 10 dB per second (a visitor's first syllables cannot teach it that they are echo) and
+  falls very slowly: it remembers the worst the canceller has let through.
+
+Speech counts once it stands above both for `onset_ms`; it ends after `hangover_ms` below. With
+`echo_level` infinite (a closed gate, or no echo control while the device speaks) it never fires.
+
+Per frame: one FFT of the frame and a few sums.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import fft
+
+from edgevoice.audio.quantile import QuantileTracker
+
+_BAND_HZ = (250.0, 3500.0)  # where a voice has its energy and a room's rumble does not
+_NOISE_RISE_DB_PER_S = 3.0  # the noise floor follows a louder room this fast (and a quieter one at once)
+_MIN_LEVEL_DBFS = -60.0  # quieter than this is never a visitor (speech band, RMS)
+_LEAK_QUANTILE = 0.98
+_LEAK_RISE_DB_PER_S = 10.0
+_LEAK_INITIAL = 1e-3  # -30 dB until it has learnt: a visitor must be louder than the echo at first
+_MIN_ECHO_DBFS = -70.0
+_WARMUP_FRAMES = 5  # an echo level below this is silence: nothing to learn the leak from
+
+
+class LocalVad:
+    """`process(cleaned, echo_level)` per frame; True on the frame where speech starts."""
+
+    def __init__(
+        self,
+        sample_rate: int,
+        frame_samples: int,
+        *,
+        onset_ms: float = 40.0,
+        hangover_ms: float = 300.0,
+        noise_margin_db: float = 12.0,
+        echo_margin_db: float = 12.0,
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.frame_samples = frame_samples
+        frame_ms = frame_samples * 1000 / sample_rate
+        self._onset_frames = max(1, math.ceil(onset_ms / frame_ms - 1e-9))
+        self._hangover_frames = max(1, round(hangover_ms / frame_ms))
+        freqs = np.fft.rfftfreq(frame_samples, 1 / sample_rate)
+        self._band = slice(int(np.searchsorted(freqs, _BAND_HZ[0])), int(np.searchsorted(freqs, _BAND_HZ[1])))
+        self._window = np.hanning(frame_samples).astype(np.float32)
+        # Band power of the windowed FFT -> mean square of the signal in the band (Parseval, one-sided).
+        self._scale = 2.0 / (frame_samples * float(np.sum(self._window**2)))
+        self._noise_rise = 10 ** (_NOISE_RISE_DB_PER_S * frame_ms / 1000 / 10)
+        self._noise_margin = 10 ** (noise_margin_db / 10)
+        self._echo_margin = 10 ** (echo_margin_db / 10)
+        self._min_level = _power(_MIN_LEVEL_DBFS)
+        self._min_echo = _power(_MIN_ECHO_DBFS)
+        self._leak = QuantileTracker(
+            (), _LEAK_QUANTILE, _LEAK_RISE_DB_PER_S, frame_ms / 1000, initial=_LEAK_INITIAL, max_down_steps=1.0
+        )
+        self.noise = 0.0  # speech-band noise floor, mean square
+        self.level = 0.0  # speech-band power of the last frame, mean square
+        self.threshold = 0.0  # what the last frame had to exceed
+        self.speaking = False
+        self._above = 0
+        self._below = 0
+        self._warmup = _WARMUP_FRAMES
+
+    @property
+    def leak(self) -> float:
+        """Speech-band power of the cleaned signal over the echo level, as learnt (an upper quantile)."""
+        return float(self._leak.value)
+
+    def reset(self) -> None:
+        self.noise = 0.0
+        self.speaking = False
+        self._above = self._below = 0
+        self._warmup = _WARMUP_FRAMES
+        self._leak.reset()
+
+    def process(self, cleaned: np.ndarray, echo_level: float = 0.0) -> bool:
+        """Feed one frame; returns True when speech has just started (once per utterance)."""
+        spectrum = fft.rfft(cleaned.astype(np.float32) * self._window)[self._band]
+        level = self._scale * float(np.sum(np.square(spectrum.real) + np.square(spectrum.imag)))
+        self.level = level
+        if math.isinf(echo_level):  # nothing said now can be trusted
+            self._above = 0
+            self.speaking = False
+            return False
+        if level > 0.0 and (self.noise == 0.0 or level < self.noise):
+            self.noise = level  # digital silence (a stream starting) says nothing about the room
+        if self._warmup:  # the first frames only set the noise floor
+            self._warmup -= 1
+            return False
+        if level > self.noise and not self.speaking and echo_level < self.noise:
+            self.noise *= self._noise_rise  # learn the room only while neither the device nor a visitor talks
+        if echo_level > self._min_echo and not self.speaking:
+            self._leak.update((level + 1.0) / echo_level)
+        echo = self.leak * echo_level if echo_level > self._min_echo else 0.0
+        self.threshold = max(self.noise * self._noise_margin, echo * self._echo_margin, self._min_level)
+        if level > self.threshold:
+            self._above += 1
+            self._below = 0
+        else:
+            self._above = 0
+            self._below += 1
+        if not self.speaking and self._above >= self._onset_frames:
+            self.speaking = True
+            return True
+        if self.speaking and self._below >= self._hangover_frames:
+            self.speaking = False
+        return False
+
+
+def _power(dbfs: float) -> float:
+    """Mean square (int16 units) of a level in dBFS."""
+    return (32768 * 10 ** (dbfs / 20)) ** 2
