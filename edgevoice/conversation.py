@@ -345,6 +345,21 @@ class Conversation:
         if self.phase == State.LISTENING:
             self._turn_ms += self._frame_ms
 
+    def on_local_speech(self) -> None:
+        """The device's own voice detector heard a visitor (on the echo-cancelled microphone).
+
+        With a VAD, that is a barge-in: stop the answer now, within a frame or two, rather than when the
+        server's `speech_started` arrives (hundreds of ms later); the server then takes the turn as usual.
+        In push-to-talk the button is the only way to take a turn.
+        """
+        if self.push_to_talk or not self._open or self.muted:
+            return
+        if self.phase == State.SPEAKING or (self.phase == State.THINKING and self.playback.busy):
+            log.info("local barge-in: a visitor talks over the answer")
+            self._interrupt(server_cancelled=False)
+            self._follow_up_until = None
+            self._set_phase(State.LISTENING)
+
     # ---- the link ------------------------------------------------------------------------------------
 
     def on_link(self, state: str, message: str = "", *, needs_person: bool = False) -> None:

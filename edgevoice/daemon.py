@@ -28,6 +28,7 @@ from edgevoice.audio.devices import (
     negotiate_format,
     open_portaudio,
 )
+from edgevoice.audio.duplex import EchoFrontEnd
 from edgevoice.audio.microphone import Microphone
 from edgevoice.audio.speaker import Speaker
 from edgevoice.config import Config, button_sections
@@ -105,11 +106,14 @@ class AudioPaths:
                 self.pa, spk_dev, "output", audio.output_rate, audio.output_channels, audio.sample_format
             )
             self.capture = CaptureStream(self.pa, mic_fmt, mic_fmt.rate * audio.frame_ms // 1000, loop)
-            self.playback = PlaybackStream(self.pa, spk_fmt, spk_fmt.rate * audio.frame_ms // 1000)
+            # The tap hands the echo canceller exactly what the speaker played.
+            self.playback = PlaybackStream(self.pa, spk_fmt, spk_fmt.rate * audio.frame_ms // 1000, tap_seconds=1.0)
         except BaseException:
             self.pa.terminate()
             raise
         self.microphone = Microphone(self.capture, audio.input_channel, audio.frame_ms)
+        # Kept as long as the streams: the room the canceller has learnt survives between turns and sessions.
+        self.front = EchoFrontEnd(audio, self.playback, frame_samples=24000 * audio.frame_ms // 1000)
         self.speaker = Speaker(self.playback, frame_ms=audio.frame_ms, **speaker_callbacks)
         log.info(
             "microphone: %r at %d Hz x%d; speaker: %r at %d Hz x%d",
@@ -248,6 +252,7 @@ class Daemon:
         callbacks = {
             "on_started": self.conversation.on_playback_started,
             "on_drained": self.conversation.on_playback_drained,
+            "on_level": self._on_level,
         }
         while True:
             try:
@@ -264,8 +269,12 @@ class Daemon:
         self._audio_up.set()
         pump = asyncio.create_task(self.audio.speaker.run(), name="speaker")
         try:
+            front = self.audio.front
             async for frame in self.audio.microphone.frames():
-                self.conversation.on_mic_frame(frame)
+                cleaned, speech_started = front.process(frame)
+                if speech_started:
+                    self.conversation.on_local_speech()
+                self.conversation.on_mic_frame(cleaned)
         finally:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -297,6 +306,12 @@ class Daemon:
             on_action=self._on_button,
             pin_factory=factory,
         )
+
+    def _on_level(self, level: float) -> None:
+        """The played speech's level, ~20 Hz while speaking: the LEDs follow it, controllers lip-sync to it."""
+        if self.panel is not None:
+            self.panel.set_level(level)
+        self._emit({"event": "level", "level": round(level, 3)})
 
     def _on_button(self, action: ButtonAction) -> None:
         """A button gesture, as the action it is mapped to (on the event loop)."""

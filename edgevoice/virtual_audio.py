@@ -7,6 +7,10 @@ its slave is a private PulseAudio null sink that paces both at real time (callba
 sound card). `ev_mic_fast` / `ev_spk_fast` are the same without pacing, for tests where time is not the
 point. alsa-lib reads its configuration once per process: call `apply_to_process()` before PortAudio
 starts, and use one card per process.
+
+For echo tests there is also a room: `ev_room_spk` plays into the sink `ev_sink` like the speaker above, and
+`ev_room_mic` captures from a second sink, `ev_room`. Something standing for the room (tests/room.py) reads
+what was played from `ev_room_in`, adds the room's echo and a visitor, and writes it to `ev_room_out`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 MIC, SPEAKER, MIC_FAST, SPEAKER_FAST = "ev_mic", "ev_spk", "ev_mic_fast", "ev_spk_fast"
+ROOM_MIC, ROOM_SPEAKER, ROOM_IN, ROOM_OUT = "ev_room_mic", "ev_room_spk", "ev_room_in", "ev_room_out"
 
 
 class VirtualAudioError(Exception):
@@ -111,6 +116,10 @@ class VirtualSoundCard:
             + pcm(MIC_FAST, "{ type null }", self.mic_fast_file, True)
             + pcm(SPEAKER_FAST, "{ type null }", self.speaker_fast_file, False)
             + f'pcm.!default {{ type asym playback.pcm "{SPEAKER}" capture.pcm "{MIC}" }}\n'
+            + f'pcm.{ROOM_SPEAKER} {{ type pulse device "ev_sink" }}\n'
+            + f'pcm.{ROOM_IN} {{ type pulse device "ev_sink.monitor" }}\n'
+            + f'pcm.{ROOM_OUT} {{ type pulse device "ev_room" }}\n'
+            + f'pcm.{ROOM_MIC} {{ type pulse device "ev_room.monitor" }}\n'
         )
 
     def _start_pulse(self) -> None:
@@ -131,6 +140,7 @@ class VirtualSoundCard:
                 "--log-target=stderr",
                 "-L", f"module-native-protocol-unix auth-anonymous=1 socket={self._socket}",
                 "-L", f"module-null-sink sink_name=ev_sink rate={self.rate} channels=1 format=s16le norewinds=1",
+                "-L", f"module-null-sink sink_name=ev_room rate={self.rate} channels=1 format=s16le norewinds=1",
             ],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
         )  # fmt: skip

@@ -19,6 +19,7 @@ no I/O, no locks, buffers allocated once.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -26,6 +27,8 @@ import numpy as np
 from edgevoice.audio.echo_delay import DelayEstimator
 from edgevoice.audio.echo_filter import AdaptiveEchoFilter
 from edgevoice.audio.echo_suppressor import ResidualEchoSuppressor
+
+log = logging.getLogger(__name__)
 
 # The filter starts this long before the estimated direct path: room for the pre-ringing of resampling
 # filters and for the delay to shrink a little without a realignment.
@@ -35,10 +38,21 @@ _FAR_ACTIVE_RMS = 16.0
 # The echo level a voice detector is told about (the microphone's level while the far end plays) is held
 # over this decay: the output lags a block, and the room rings on after the far end stops.
 _ECHO_HOLD_DB_PER_S = 40.0
-# Until the far end has played this long, the filter is still learning the room: a voice detector is told
-# not to trust the microphone while the far end plays (no barge-in by voice in the first answer's first
-# seconds; the button still works).
-_LEARNING_S = 2.0
+# The filter is learning the room until its echo return loss (microphone over what the filter leaves, while
+# the far end plays) reaches _LEARNED_ERLE_DB, and for at least _LEARNING_MIN_S of playback. Meanwhile the
+# microphone cannot be trusted while the device's voice may be in it: the output is attenuated by
+# _LEARNING_ATTENUATION_DB (as the gate would), so that the server's VAD does not hear the device's first
+# words, and a voice detector is told not to trust it (no barge-in by voice then; the button still works).
+# A canceller that has not converged after _LEARNING_MAX_S of playback stays in that mode: where cancelling
+# cannot work, the device degrades into a gate rather than interrupting itself.
+_LEARNED_ERLE_DB = 15.0
+# ...or until the far end has played while the microphone stayed below this (RMS): there is no echo worth
+# cancelling (headphones, a distant speaker), nothing to learn, and the microphone can be trusted.
+_NO_ECHO_DBFS = -50.0
+_LEARNING_MIN_S = 0.6
+_LEARNING_MAX_S = 20.0
+_LEARNING_ATTENUATION_DB = 40.0
+_ERLE_SMOOTHING = 0.1  # per active frame: about 10 frames (200 ms) of memory
 
 
 class _History:
@@ -109,12 +123,25 @@ class EchoCanceller:
         self.realignments = 0
         self._copies = 0  # the filter's count of echo path changes, as last seen
         self._played_frames = 0  # frames in which the far end played, since the start
-        self._learning_frames = round(_LEARNING_S * sample_rate / frame_samples)
+        self._min_learning_frames = round(_LEARNING_MIN_S * sample_rate / frame_samples)
+        self._max_learning_frames = round(_LEARNING_MAX_S * sample_rate / frame_samples)
+        self._near_power = 0.0  # smoothed over the frames in which the far end plays
+        self._error_power = 0.0
+        self._learned = False
+        self._gave_up = False
+        self._learning_gain = 10 ** (-_LEARNING_ATTENUATION_DB / 20)
+
+    @property
+    def erle_db(self) -> float:
+        """The linear filter's echo return loss enhancement, as measured while the far end plays."""
+        if self._error_power <= 0.0:
+            return 0.0
+        return 10 * math.log10(max(self._near_power, 1e-9) / self._error_power)
 
     @property
     def learning(self) -> bool:
-        """The far end has not played long enough yet for the filter to know the room."""
-        return self._played_frames < self._learning_frames
+        """The filter does not know the room yet: its output is not to be trusted while the device speaks."""
+        return not self._learned
 
     @property
     def delay_ms(self) -> float:
@@ -129,6 +156,8 @@ class EchoCanceller:
         self.delay_estimator.reset()
         self.echo_level = self._mic_level = 0.0
         self._played_frames = 0
+        self._near_power = self._error_power = 0.0
+        self._learned = self._gave_up = False
         self._delay = 0
         self._silent_blocks = self.partitions + 2
 
@@ -144,6 +173,7 @@ class EchoCanceller:
         n = self.block
         aligned = self._far.last(self.frame_samples, self._delay)
         active = False
+        error_energy = 0.0
         for i in range(0, self.frame_samples, n):
             x = aligned[i : i + n]
             d = self._near[i : i + n]
@@ -159,6 +189,7 @@ class EchoCanceller:
                 error = d
             else:
                 error = self.filter.filter(x, d)
+            error_energy += float(np.dot(error, error))
             if self.suppressor is None:
                 self._out[i : i + n] = error
             else:
@@ -174,9 +205,36 @@ class EchoCanceller:
         self._mic_level = max(float(np.dot(self._near, self._near)) / self.frame_samples, held) if active else held
         if active:
             self._played_frames += 1
+            self._update_learning(float(np.dot(self._near, self._near)), error_energy)
         audible = self._mic_level > _FAR_ACTIVE_RMS**2
         self.echo_level = math.inf if self.learning and audible else self._mic_level
+        if self.learning and audible:
+            self._out *= self._learning_gain
         return np.clip(np.rint(self._out), -32768, 32767).astype(np.int16)
+
+    def _update_learning(self, near_energy: float, error_energy: float) -> None:
+        a = _ERLE_SMOOTHING
+        self._near_power += a * (near_energy - self._near_power)
+        self._error_power += a * (error_energy - self._error_power)
+        if self._learned or self._played_frames < self._min_learning_frames:
+            return
+        near_dbfs = 10 * math.log10(max(self._near_power / self.frame_samples, 1e-9) / 32768**2)
+        played_s = self._played_frames * self.frame_samples / self.sample_rate
+        if self.erle_db >= _LEARNED_ERLE_DB:
+            self._learned = True
+            log.info("echo canceller: learnt the room (%.0f dB after %.1f s of playback)", self.erle_db, played_s)
+        elif near_dbfs < _NO_ECHO_DBFS:
+            self._learned = True
+            log.info("echo canceller: the microphone hears no echo (%.0f dBFS while the device plays)", near_dbfs)
+        elif self._played_frames >= self._max_learning_frames and not self._gave_up:
+            self._gave_up = True
+            log.warning(
+                "echo canceller: only %.0f dB of echo removed after %.0f s of playback; the microphone stays "
+                "attenuated while the device speaks (as with [audio] echo = 'gate'). Check that the speaker does "
+                "not distort and the microphone is not against it",
+                self.erle_db,
+                _LEARNING_MAX_S,
+            )
 
     def _realign(self, direct_path: int) -> None:
         target = min(max(0, direct_path - self._margin), self._max_delay)

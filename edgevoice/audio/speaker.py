@@ -1,14 +1,17 @@
-"""The playback path: assistant audio at 24 kHz -> resampled to the device rate -> the PortAudio ring.
+"""The playback path: assistant audio at 24 kHz -> volume -> resampled to the device rate -> the PortAudio ring.
 
 A pump task keeps the device ring a few frames ahead of the speaker (`target_ms`) rather than dumping a
-whole answer into it, so that memory stays small on a Pi, a barge-in has little to throw away, and the
-`PlayoutBuffer` always knows which item the speaker is playing and how far it has got.
+whole answer into it, so that memory stays small on a Pi, a barge-in has little to throw away, a volume
+change is heard at once, and the `PlayoutBuffer` always knows which item the speaker is playing and how far
+it has got. The same positions time the speech level (`on_level`, ~20 Hz, for LEDs and lip-sync) to the
+moment the sound card takes the audio, not to when it was queued.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -18,6 +21,19 @@ from edgevoice.audio.playout import ItemAccount, PlayoutBuffer
 from edgevoice.audio.resample import StreamResampler, to_int16
 
 log = logging.getLogger(__name__)
+
+LEVEL_HZ = 20
+LEVEL_FLOOR_DBFS = -50.0  # silence, as far as a mouth or an LED is concerned
+LEVEL_CEILING_DBFS = -6.0
+
+
+def speech_level(samples: np.ndarray) -> float:
+    """How loud a chunk is, 0..1 on a dB scale (what a lip-sync or an LED should follow)."""
+    if len(samples) == 0:
+        return 0.0
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    dbfs = 20 * np.log10(max(rms, 1e-9) / 32768)
+    return float(min(1.0, max(0.0, (dbfs - LEVEL_FLOOR_DBFS) / (LEVEL_CEILING_DBFS - LEVEL_FLOOR_DBFS))))
 
 
 class Speaker:
@@ -29,6 +45,7 @@ class Speaker:
         *,
         on_started: Callable[[str], None],
         on_drained: Callable[[], None],
+        on_level: Callable[[float], None] = lambda level: None,
         rate: int = 24000,
         frame_ms: int = 20,
         target_ms: int = 60,
@@ -44,6 +61,12 @@ class Speaker:
         self._target = device_rate * target_ms // 1000
         self._on_started = on_started
         self._on_drained = on_drained
+        self._on_level = on_level
+        self.volume = 1.0  # linear gain, 0..1
+        self._levels: deque[tuple[int, float]] = deque()  # (ring position where a chunk ends, its level)
+        self._level_every = device_rate // LEVEL_HZ
+        self._level_due = 0  # ring position of the next level report
+        self._level_peak = 0.0
         self._wake = asyncio.Event()
         self._unannounced: list[ItemAccount] = []
         self._last: ItemAccount | None = None  # the item the resampler's tail belongs to
@@ -61,6 +84,8 @@ class Speaker:
         self._resampler.reset()
         self._unannounced.clear()
         self._last = None
+        self._levels.clear()
+        self._on_level(0.0)
         self._wake.set()
         return dropped
 
@@ -81,12 +106,15 @@ class Speaker:
         while True:
             self._fill()
             self._announce_started()
+            self._announce_levels()
             if self.busy:
                 self._busy = True
                 await asyncio.sleep(self._tick)
                 continue
             if self._busy:
                 self._busy = False
+                self._levels.clear()
+                self._on_level(0.0)
                 self._on_drained()
             self._wake.clear()
             await self._wake.wait()
@@ -100,7 +128,11 @@ class Speaker:
                     self._last = None
                 return
             account, samples = popped
+            if self.volume != 1.0:
+                samples = samples * self.volume
+            level = speech_level(samples)
             self._write(account, self._resampler.process(samples), len(samples))
+            self._levels.append((self.ring.total_written, level))
             self._last = account
 
     def _write(self, account: ItemAccount, samples: np.ndarray, stream_samples: int) -> None:
@@ -114,6 +146,16 @@ class Speaker:
             self._unannounced.append(account)
         self.buffer.note_handed(account, stream_samples, position)
         self.ring.write(frames)
+
+    def _announce_levels(self) -> None:
+        """Report the loudest chunk the card took since the last report, LEVEL_HZ times a second (while busy)."""
+        consumed = self.ring.total_read
+        while self._levels and self._levels[0][0] <= consumed:
+            self._level_peak = max(self._level_peak, self._levels.popleft()[1])
+        if consumed >= self._level_due:
+            self._on_level(self._level_peak)
+            self._level_peak = 0.0
+            self._level_due = consumed + self._level_every
 
     def _announce_started(self) -> None:
         while self._unannounced and self.ring.total_read > (self._unannounced[0].device_start or 0):

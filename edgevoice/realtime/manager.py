@@ -260,6 +260,10 @@ class SessionManager:
                 self._tool_tasks.setdefault(event.response_id, []).append(task)
             case ev.ResponseDone():
                 self._response_done(event)
+            case ev.ServerError(code="response_cancel_not_active"):
+                # Our cancel crossed the server's own (server VAD interrupts too) or the answer's end: benign.
+                log.debug("cancel arrived after the response had ended")
+                return
             case ev.ServerError(code="conversation_already_has_active_response"):
                 # A response we did not ask for (server VAD) is under way: ours goes after its response.done.
                 self._responses_wanted += 1

@@ -32,10 +32,15 @@ class Tone:
 
 @dataclass(frozen=True)
 class SpokenReply:
-    """A response that speaks: `text` becomes the transcript, `tones` the audio."""
+    """A response that speaks: `text` becomes the transcript, `tones` the audio.
+
+    `pcm` (int16 samples at 24 kHz, little-endian bytes) replaces the tones with a recording, for tests that
+    need speech-like audio (an echo canceller learns a room from broadband speech, not from pure tones).
+    """
 
     text: str = "Hello from the edgevoice emulator."
     tones: tuple[Tone, ...] = (Tone(440.0, 0.3), Tone(660.0, 0.3), Tone(880.0, 0.3))
+    pcm: bytes = b""
 
 
 @dataclass(frozen=True)
