@@ -69,6 +69,29 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
     return run_selftest(args.config, plot=args.plot, button_timeout_s=args.button_timeout, state_dir=args.state_dir)
 
 
+def _cmd_ctl(args: argparse.Namespace) -> int:
+    from edgevoice.control.ctl import run_ctl
+
+    return run_ctl(args, control_socket(args.socket, args.config))
+
+
+def control_socket(cli_path: str | None, config_path: str | None) -> str:
+    """--socket, else $EDGEVOICE_SOCKET, else [control] socket of the configuration (if it can be read)."""
+    import os
+
+    from edgevoice.config import ConfigError, load_config
+
+    if cli_path or os.environ.get("EDGEVOICE_SOCKET"):
+        return cli_path or os.environ["EDGEVOICE_SOCKET"]
+    try:
+        return load_config(config_path).control.socket
+    except ConfigError as exc:
+        from edgevoice.control.settings import DEFAULT_SOCKET
+
+        print(f"edgevoice ctl: {exc}; trying {DEFAULT_SOCKET}", file=sys.stderr)
+        return DEFAULT_SOCKET
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgevoice", description="A voice terminal for the OpenAI Realtime API.")
     parser.add_argument("--version", action="version", version=f"edgevoice {__version__}")
@@ -103,6 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir", help="where to save the echo path (default: $STATE_DIRECTORY or /var/lib/edgevoice)"
     )
     selftest.set_defaults(func=_cmd_selftest)
+
+    from edgevoice.control.ctl import add_arguments as add_ctl_arguments
+
+    ctl = sub.add_parser("ctl", help="drive a running edgevoice through its control socket (ctl status, ctl say ...)")
+    ctl.add_argument("--socket", help="the control socket (default: $EDGEVOICE_SOCKET or [control] socket)")
+    ctl.add_argument("--config", help="config file to read [control] socket from (default: as for run)")
+    add_ctl_arguments(ctl)
+    ctl.set_defaults(func=_cmd_ctl)
 
     emulator = sub.add_parser("emulator", help="run the local Realtime-protocol server for development")
     emulator.add_argument("--host", default="127.0.0.1")

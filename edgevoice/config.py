@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edgevoice.audio.settings import AudioSettings
+from edgevoice.control.settings import ControlSettings
 from edgevoice.hw.settings import ButtonSettings, HardwareSettings, LedSettings
 from edgevoice.realtime.settings import KNOWN_MODELS, RealtimeSettings, UsageSettings
 
@@ -57,6 +58,7 @@ class Config:
     leds: LedSettings = LedSettings()
     hardware: HardwareSettings = HardwareSettings()
     conversation: ConversationSettings = ConversationSettings()
+    control: ControlSettings = ControlSettings()
     usage: UsageSettings = UsageSettings()
     logging: LoggingSettings = LoggingSettings()
     source: str = field(default="<defaults>", compare=False)
