@@ -2,10 +2,11 @@
 
     python tests/control_serve.py SOCKET [SETTINGS_JSON] [BURST]
 
-Every 20 ms the "audio path" ticks and publishes a `level` event, plus BURST `transcript` events (0 by
-default). Prints "ready" once the socket accepts; when stdin closes it prints one JSON line of figures
-(ticks, the longest interval between ticks, events published) and exits. Used by the fuzz test (so that
-the test's own Python work cannot hold up the server's loop) and by bench/control.py.
+Every 20 ms the "audio path" ticks, publishes BURST `transcript` events (0 by default) and, 20 times a
+second, a `level` event. Prints "ready" once the socket accepts; when stdin closes it prints one JSON line
+of figures (ticks, the longest interval between ticks, level events, all events published) and exits.
+Used by the fuzz test (so that the test's own Python work cannot hold up the server's loop) and by
+bench/control.py.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ async def main(path: str, settings: dict[str, object], burst: int) -> None:
     device = FakeDevice()
     server = ControlServer(ControlSettings(socket=path, group="", **settings), device)  # type: ignore[arg-type]
     await server.start()
-    figures = {"ticks": 0, "max_gap_s": 0.0, "published": 0}
+    figures = {"ticks": 0, "max_gap_s": 0.0, "levels": 0, "published": 0}
     text = "word " * 8
 
     async def audio_path() -> None:
@@ -38,7 +39,9 @@ async def main(path: str, settings: dict[str, object], burst: int) -> None:
             figures["max_gap_s"] = max(figures["max_gap_s"], now - last)
             last = now
             figures["ticks"] += 1
-            device.publish({"event": "level", "level": (figures["ticks"] % 10) / 10})
+            if figures["ticks"] % 5 in (0, 3):  # the lip-sync envelope: 20 per second
+                device.publish({"event": "level", "level": (figures["ticks"] % 10) / 10})
+                figures["levels"] += 1
             for i in range(burst):
                 device.publish({"event": "transcript", "role": "assistant", "item_id": "i", "text": text, "n": i})
 

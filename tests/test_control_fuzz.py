@@ -1,7 +1,7 @@
 """Property-based fuzzing of the control socket's line protocol (hypothesis).
 
-The server runs on its own event loop in a thread, as in the daemon, beside a stand-in for the audio path:
-a task that ticks every 20 ms and publishes a `level` event each time. Whatever bytes arrive on one
+The server runs in a process of its own (tests/control_serve.py) beside a stand-in for the audio path:
+a task that ticks every 20 ms and publishes a `level` event 20 times a second. Whatever bytes arrive on one
 connection (random binary, JSON of any shape, requests with random fields, over-long and deeply nested
 lines, cut at random places), that connection gets exactly one well-formed reply per line, with the id
 the line carried, another client keeps getting correct answers and its events, and the ticks keep coming.
@@ -218,7 +218,7 @@ def test_the_audio_path_kept_ticking_and_the_observer_got_its_events(served: tup
     assert line["id"] == "end"
     figures = server.stop()
     assert figures["ticks"] > 10 and observer.seen["dropped"] == 0
-    assert observer.seen["level"] >= figures["ticks"] - 5  # the last few are published after the unsubscribe
+    assert observer.seen["level"] >= figures["levels"] - 3  # the last few are published after the unsubscribe
     gap = figures["max_gap_s"]
     print(f"\n{figures['ticks']} ticks of 20 ms during the fuzzing; the longest interval was {gap * 1000:.1f} ms")
     assert gap < MAX_TICK_GAP_S, f"the event loop was held for {gap * 1000:.0f} ms"
