@@ -243,3 +243,32 @@ def test_socket_file_problems_say_what_to_do(sockdir: str) -> None:
     made.close()
     with pytest.raises(SocketFileError, match="does not exist"):
         bind_control_socket(os.path.join(sockdir, "a", "b", "c.sock"), 0o660, None)
+
+
+def test_values_json_cannot_carry_are_refused() -> None:
+    for line in (
+        b'{"cmd": "tool.result", "call_id": "c", "output": {"x": 1e400}}',
+        b'{"cmd": "tool.result", "call_id": "c", "output": "\\udc00"}',
+        b'{"cmd": "tools.register", "tools": [{"name": "t", "parameters": {"type": "object", "maximum": 1e999}}]}',
+    ):
+        with pytest.raises(p.RequestError, match="too large for JSON or a lone surrogate"):
+            p.parse_line(line)
+    with pytest.raises(p.RequestError, match=r"level = inf: must be between 0 and 1"):
+        p.parse_line(b'{"cmd": "volume", "level": 1e400}')
+    assert p.request_id_of(b'{"id": "\\ud800", "cmd": "status"}') is None  # it could not go back as it came
+    assert p.request_id_of(b'{"id": 5, "cmd": "status", "level": NaN}') is None
+    assert p.request_id_of(b'{"id": 5, "cmd": "anything"}') == 5
+
+
+def test_no_chown_when_the_socket_already_has_its_group(sockdir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """edgevoice.service forbids chown (SystemCallFilter=~@privileged); there Group= gives the group already."""
+
+    def forbidden(*args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chown", forbidden)
+    path = os.path.join(sockdir, "control.sock")
+    sock, _ = bind_control_socket(path, 0o660, os.getegid())
+    sock.close()
+    with pytest.raises(SocketFileError, match="its service forbids chown"):
+        bind_control_socket(os.path.join(sockdir, "other.sock"), 0o660, os.getegid() + 1)

@@ -57,8 +57,9 @@ class DeviceControl(Protocol):
     """The device as the control socket sees it (implemented by the daemon)."""
 
     def status(self) -> dict[str, Any]:
-        """A JSON-able snapshot; must hold "state" (a device state name). The daemon adds what it knows:
-        muted, volume, session {id, up}, conversation {active, turns}, tools [names], usage {...}, faults."""
+        """A JSON-able snapshot. Must hold "state" (a device state name) and, in `error`, "reason". The rest
+        is what the device knows, e.g. muted, volume, session {id, up}, conversation {active}, tools [names],
+        usage (UsageMeter.snapshot()). Called on every `status`, `hello` and `subscribe`: keep it cheap."""
         ...
 
     def listen(self) -> None:
@@ -82,7 +83,7 @@ class DeviceControl(Protocol):
         ...
 
     def speak(self, text: str) -> None:
-        """Make the assistant say `text` now (e.g. "battery low"), interrupting nothing the user is saying."""
+        """Make the assistant say `text`, as written, in its voice (e.g. "battery low"), as soon as it can."""
         ...
 
     def image(self, data: bytes, mime: str, prompt: str | None) -> None:

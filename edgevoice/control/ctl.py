@@ -60,8 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_ctl(args: argparse.Namespace, socket_path: str) -> int:
     try:
         return asyncio.run(_run(args, socket_path))
-    except KeyboardInterrupt:
-        return 0
+    except KeyboardInterrupt:  # during a one-shot command (`events` and `tool` stop cleanly on Ctrl-C)
+        return 130
 
 
 async def _run(args: argparse.Namespace, path: str) -> int:

@@ -175,12 +175,24 @@ def parse_line(line: bytes) -> Request:
     return Request(request_id, cmd, parsed)
 
 
+def request_id_of(line: bytes | None) -> int | str | None:
+    """The id of a line that will not be run (e.g. rate-limited), if it can be read."""
+    if line is None:
+        return None
+    try:
+        message = json.loads(line.decode("utf-8"), parse_constant=_no_constants)
+    except (ValueError, RecursionError):
+        return None
+    request_id = message.get("id") if isinstance(message, dict) else None
+    return request_id if valid_id(request_id) else None
+
+
 def valid_id(value: Any) -> bool:
     if isinstance(value, bool):
         return False
     if isinstance(value, int):
         return abs(value) <= MAX_SAFE_INT
-    return isinstance(value, str) and len(value) <= MAX_ID
+    return isinstance(value, str) and len(value) <= MAX_ID and _valid_unicode(value)  # it must go back as it came
 
 
 def _kind(value: Any) -> str:
@@ -208,6 +220,15 @@ def _valid_unicode(text: str) -> bool:
     except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape
         return False
     return True
+
+
+def _json_text(value: Any) -> str | None:
+    """`value` as JSON text, or None if it cannot be valid JSON (1e400 parses as infinity; lone surrogates)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return None
+    return text if _valid_unicode(text) else None
 
 
 class Args:
@@ -376,8 +397,8 @@ def _tool_spec(args: Args) -> ToolSpec:
         parameters = {"type": "object", "properties": {}}
     if not isinstance(parameters, dict) or parameters.get("type") != "object":
         raise args.fail('parameters must be a JSON Schema object: {"type": "object", "properties": {...}}')
-    if not _valid_unicode(json.dumps(parameters, ensure_ascii=False)):
-        raise args.fail("parameters hold a lone surrogate (not valid Unicode)")
+    if _json_text(parameters) is None:
+        raise args.fail("parameters hold a number too large for JSON or a lone surrogate (not valid Unicode)")
     timeout = args.number("timeout_s", *TIMEOUT_RANGE, required=False)
     args.finish()
     return ToolSpec(name, description, parameters, 10.0 if timeout is None else timeout)
@@ -395,11 +416,10 @@ def _tool_result(args: Args) -> dict[str, Any]:
     if "output" not in args.raw:
         raise args.fail('needs "output" (a string, or any JSON value, which is sent as JSON text)')
     output = args.raw_value("output")
-    if not isinstance(output, str):
-        output = json.dumps(output, ensure_ascii=False)
-    if not _valid_unicode(output):
-        raise args.fail("output is not valid Unicode (it holds a lone surrogate)")
-    return {"call_id": call_id, "output": output}
+    text = output if isinstance(output, str) and _valid_unicode(output) else _json_text(output)
+    if text is None:
+        raise args.fail("output holds a number too large for JSON or a lone surrogate (not valid Unicode)")
+    return {"call_id": call_id, "output": text}
 
 
 def _subscribe(args: Args) -> dict[str, Any]:

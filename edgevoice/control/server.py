@@ -26,7 +26,7 @@ from edgevoice import __version__
 from edgevoice.control import protocol as p
 from edgevoice.control.api import EVENTS, NOT_FOUND, ControlError, DeviceControl, ToolCallHandler
 from edgevoice.control.images import MAX_IMAGE, ImageAssembler, ImageError, read_image_file
-from edgevoice.control.outbox import Outbox, RateLimiter
+from edgevoice.control.outbox import FLOOD_WINDOW_S, Outbox, RateLimiter
 from edgevoice.control.settings import ControlSettings
 from edgevoice.control.socketfile import (
     Peer,
@@ -124,7 +124,12 @@ class ControlServer:
         assert task is not None
         self._connections.add(task)
         try:
-            peer = peer_credentials(writer.get_extra_info("socket"))
+            try:
+                peer = peer_credentials(writer.get_extra_info("socket"))
+            except OSError as exc:  # gone before we could look
+                log.debug("control: a client left at once: %s", exc)
+                writer.transport.abort()
+                return
             refusal = self._refusal(peer)
             if refusal is not None:
                 code, message = refusal
@@ -244,10 +249,10 @@ class ControlServer:
                     client,
                     p.FLOOD,
                     f"more than {self.settings.flood_disconnect} requests over the rate limit in "
-                    f"{10:g} s: closing this connection",
+                    f"{FLOOD_WINDOW_S:g} s: closing this connection",
                 )
             else:
-                client.send(p.error_reply(_peek_id(line), p.RATE_LIMITED, self._rate_message()))
+                client.send(p.error_reply(p.request_id_of(line), p.RATE_LIMITED, self._rate_message()))
             return
         if line is None:
             client.send(
@@ -449,18 +454,6 @@ class ControlServer:
             log.error("control: event %r is not JSON: %s", event.get("event"), exc)
         except Exception:
             log.exception("control: publishing an event failed")
-
-
-def _peek_id(line: bytes | None) -> int | str | None:
-    """The id of a request that will not be run (rate-limited), if it can be read."""
-    if line is None:
-        return None
-    try:
-        message = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-    request_id = message.get("id") if isinstance(message, dict) else None
-    return request_id if p.valid_id(request_id) else None
 
 
 def _tool_error(message: str) -> str:

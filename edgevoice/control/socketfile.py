@@ -83,7 +83,7 @@ def bind_control_socket(path: str, mode: int, gid: int | None) -> tuple[socket.s
             raise SocketFileError(f"[control] socket = {path!r}: the directory's path is too long for a socket")
         sock.bind(temporary)
         os.chmod(temporary, mode)
-        if gid is not None:
+        if gid is not None and os.stat(temporary).st_gid != gid:  # under systemd it is already (Group=)
             _chown(temporary, gid)
         try:
             os.link(temporary, path)  # unlike rename, never replaces a socket another instance made meanwhile
@@ -124,7 +124,7 @@ def _make_parent(parent: str, gid: int | None) -> None:
         return
     try:
         os.mkdir(parent, 0o750)  # one level: /run/edgevoice when not started by systemd (RuntimeDirectory=)
-        if gid is not None:
+        if gid is not None and os.stat(parent).st_gid != gid:
             _chown(parent, gid)
     except FileNotFoundError:
         raise SocketFileError(f"[control] socket: the directory {os.path.dirname(parent)} does not exist") from None
@@ -173,7 +173,8 @@ def _chown(path: str, gid: int) -> None:
         os.chown(path, -1, gid)
     except PermissionError:
         raise SocketFileError(
-            f"cannot give {path} to group {gid}: this process (uid {os.geteuid()}) is not a member of it; "
+            f"cannot give {path} to group {gid}: this process (uid {os.geteuid()}) is not a member of it, or "
+            f"its service forbids chown (edgevoice.service does: there the socket gets the service's Group=); "
             f'add the daemon\'s user to the group, or set [control] group = ""'
         ) from None
 
