@@ -124,8 +124,9 @@ def run(directory: str) -> None:
     print(f"  status, a lip-sync subscriber (level, 20/s)  {describe(lips_rtt)}")
     print(
         f"  server CPU serving lip-sync {cpu_lips * 100:5.2f} % (anchor: the same server, no subscriber "
-        f"{cpu_idle * 100:5.2f} %); level events received {lip_figures['events'] / lip_figures['seconds']:.1f}/s"
+        f"{cpu_idle * 100:5.2f} %; both +-{100 / TICKS / SECONDS:.1f} %: /proc counts in clock ticks)"
     )
+    print(f"  level events received {lip_figures['events'] / lip_figures['seconds']:.1f}/s")
     print(f"  audio path: longest tick interval {figures['max_gap_s'] * 1000:5.1f} ms (anchor: 20 ms)\n")
 
     blast_path = os.path.join(directory, "blast.sock")
