@@ -104,6 +104,29 @@ def _read_text(path: str) -> str:
         return ""
 
 
+def _cmd_ctl(args: argparse.Namespace) -> int:
+    from edgevoice.control.ctl import run_ctl
+
+    return run_ctl(args, control_socket(args.socket, args.config))
+
+
+def control_socket(cli_path: str | None, config_path: str | None) -> str:
+    """--socket, else $EDGEVOICE_SOCKET, else [control] socket of the configuration (if it can be read)."""
+    import os
+
+    from edgevoice.config import ConfigError, load_config
+
+    if cli_path or os.environ.get("EDGEVOICE_SOCKET"):
+        return cli_path or os.environ["EDGEVOICE_SOCKET"]
+    try:
+        return load_config(config_path).control.socket
+    except ConfigError as exc:
+        from edgevoice.control.settings import DEFAULT_SOCKET
+
+        print(f"edgevoice ctl: {exc}; trying {DEFAULT_SOCKET}", file=sys.stderr)
+        return DEFAULT_SOCKET
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgevoice", description="A voice terminal for the OpenAI Realtime API.")
     parser.add_argument("--version", action="version", version=f"edgevoice {__version__}")
@@ -145,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     profiles.add_argument("--cards", default="/proc/asound/cards", help="the sound card list to detect from")
     profiles.add_argument("--model", default="/proc/device-tree/model", help="the board model to detect from")
     profiles.set_defaults(func=_cmd_profiles)
+
+    from edgevoice.control.ctl import add_arguments as add_ctl_arguments
+
+    ctl = sub.add_parser("ctl", help="drive a running edgevoice through its control socket (ctl status, ctl say ...)")
+    ctl.add_argument("--socket", help="the control socket (default: $EDGEVOICE_SOCKET or [control] socket)")
+    ctl.add_argument("--config", help="config file to read [control] socket from (default: as for run)")
+    add_ctl_arguments(ctl)
+    ctl.set_defaults(func=_cmd_ctl)
 
     emulator = sub.add_parser("emulator", help="run the local Realtime-protocol server for development")
     emulator.add_argument("--host", default="127.0.0.1")

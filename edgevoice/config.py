@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edgevoice.audio.settings import AudioSettings
+from edgevoice.control.settings import ControlSettings
 from edgevoice.hw.gestures import gesture_problems
 from edgevoice.hw.profiles import Profile, ProfileError, load_profile
 from edgevoice.hw.settings import ButtonSettings, HardwareSettings, LedSettings
@@ -60,6 +61,7 @@ class Config:
     leds: LedSettings = LedSettings()
     hardware: HardwareSettings = HardwareSettings()
     conversation: ConversationSettings = ConversationSettings()
+    control: ControlSettings = ControlSettings()
     usage: UsageSettings = UsageSettings()
     logging: LoggingSettings = LoggingSettings()
     source: str = field(default="<defaults>", compare=False)

@@ -1,0 +1,115 @@
+"""Pictures from controllers: checked by their first bytes, bounded in size, inline, in chunks or from a file.
+
+A JPEG from a robot's camera is often larger than the 64 KiB a line can carry (less the base64 overhead),
+so an image can come as several `image` requests with `"more": true` (each the base64 of the next piece),
+or as a `path` the daemon reads. The daemon reads a file only if the client could have read it itself: the
+file belongs to the client's user, or everyone may read it (SO_PEERCRED says who the client is), so the
+socket is never a way to read the daemon's own secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+
+MAX_IMAGE = 4 * 1024 * 1024  # bytes of one picture, decoded
+
+SIGNATURES = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+)
+
+
+class ImageError(Exception):
+    """The picture cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Image:
+    data: bytes
+    mime: str
+    prompt: str | None
+
+
+def sniff(data: bytes) -> str | None:
+    """The picture's type from its first bytes, or None if it is not a JPEG, PNG or WebP."""
+    for signature, mime in SIGNATURES:
+        if data.startswith(signature):
+            return mime
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def check(data: bytes, mime: str | None, prompt: str | None) -> Image:
+    if not data:
+        raise ImageError("the image is empty")
+    if len(data) > MAX_IMAGE:
+        raise ImageError(f"the image has {len(data)} bytes; the limit is {MAX_IMAGE} (scale it down)")
+    found = sniff(data)
+    if found is None:
+        raise ImageError("the data is not a JPEG, PNG or WebP picture (checked by its first bytes)")
+    if mime is not None and mime != found:
+        raise ImageError(f"mime says {mime} but the data is {found}")
+    return Image(data, found, prompt)
+
+
+class ImageAssembler:
+    """One client's picture arriving in chunks; the chunk without `more` completes it."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._mime: str | None = None
+        self._prompt: str | None = None
+
+    @property
+    def pending(self) -> int:
+        return self._size
+
+    def add(self, data: bytes, mime: str | None, prompt: str | None, more: bool) -> Image | None:
+        """Add a chunk; returns the picture when it is complete, None while more is to come."""
+        if self._size + len(data) > MAX_IMAGE:
+            self.reset()
+            raise ImageError(f"the image is over the {MAX_IMAGE} byte limit; its chunks were dropped")
+        self._parts.append(data)
+        self._size += len(data)
+        self._mime = mime or self._mime
+        self._prompt = prompt or self._prompt
+        if more:
+            return None
+        data, mime, prompt = b"".join(self._parts), self._mime, self._prompt
+        self.reset()
+        return check(data, mime, prompt)
+
+    def reset(self) -> None:
+        self._parts.clear()
+        self._size = 0
+        self._mime = self._prompt = None
+
+
+def read_image_file(path: str, peer_uid: int, mime: str | None, prompt: str | None) -> Image:
+    """Read a picture for a client whose user is `peer_uid` (blocking: run it in a thread)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file (as the daemon sees it; under systemd /tmp is private)") from None
+    except OSError as exc:
+        raise ImageError(f"{path}: the daemon cannot open it: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(f"{path}: not a regular file")
+        if info.st_uid != peer_uid and not info.st_mode & stat.S_IROTH and peer_uid not in (0, os.geteuid()):
+            raise ImageError(f"{path}: it must belong to your user (uid {peer_uid}) or be readable by everyone")
+        if info.st_size > MAX_IMAGE:
+            raise ImageError(f"{path}: {info.st_size} bytes; the limit is {MAX_IMAGE} (scale it down)")
+        parts, size = [], 0
+        while size <= MAX_IMAGE and (part := os.read(fd, 1 << 20)):
+            parts.append(part)
+            size += len(part)
+    finally:
+        os.close(fd)
+    data = b"".join(parts)
+    return check(data, mime, prompt)

@@ -1,0 +1,274 @@
+"""The control protocol's pure parts (line splitting, requests, pictures, outbox, rate limit), its
+settings in config.toml, and the socket file (mode, group, stale and live sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import grp
+import os
+import shutil
+import socket
+import stat
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+from edgevoice.config import ConfigError, parse_config
+from edgevoice.control import protocol as p
+from edgevoice.control.images import MAX_IMAGE, ImageAssembler, ImageError, read_image_file, sniff
+from edgevoice.control.outbox import REPLY_LIMIT, Outbox, RateLimiter
+from edgevoice.control.settings import ControlSettings
+from edgevoice.control.socketfile import SocketFileError, bind_control_socket, resolve_group
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 100
+
+
+@pytest.fixture
+def sockdir() -> Iterator[str]:
+    directory = tempfile.mkdtemp(prefix="ev-ctl-")
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+# ---- lines --------------------------------------------------------------------------------------------------
+
+
+def test_lines_are_split_across_reads_and_over_long_ones_reported_once() -> None:
+    splitter = p.LineSplitter(max_line=10)
+    assert splitter.feed(b'{"a"') == []
+    assert splitter.feed(b":1}\n{}\n\n{") == [b'{"a":1}', b"{}", b""]
+    assert splitter.feed(b"x" * 20) == [None]  # past the limit before its newline: reported at once
+    assert splitter.feed(b"y" * 20) == []  # still the same line: not reported again
+    assert splitter.feed(b'z\n{"b":2}\n') == [b'{"b":2}']
+    assert splitter.feed(b"0123456789\n01234567890\n0123456789\r\n") == [b"0123456789", None, b"0123456789\r"]
+    assert splitter.pending == 0
+
+
+def test_encode_is_compact_utf8_and_refuses_nan() -> None:
+    assert p.encode({"text": "grüß", "n": 1}) == '{"text":"grüß","n":1}\n'.encode()
+    assert p.encode({"text": "\ud800"}) == b'{"text":"?"}\n'  # a lone surrogate cannot go out as UTF-8
+    with pytest.raises(ValueError):
+        p.encode({"level": float("nan")})
+
+
+def test_requests_are_validated_into_their_arguments() -> None:
+    assert p.parse_line(b'{"cmd": "status"}') == p.Request(None, "status", {})
+    assert p.parse_line(b'{"id": "a", "cmd": "volume", "level": 1}') == p.Request("a", "volume", {"level": 1.0})
+    register = p.parse_line(b'{"id": 1, "cmd": "tools.register", "tools": [{"name": "move-2_x"}]}')
+    assert register.args["tools"] == [p.ToolSpec("move-2_x", "", {"type": "object", "properties": {}}, 10.0)]
+    result = p.parse_line(b'{"cmd": "tool.result", "call_id": "call_1", "output": {"ok": [1, null]}}')
+    assert result.args == {"call_id": "call_1", "output": '{"ok": [1, null]}'}
+    assert p.parse_line(b'{"cmd": "tool.result", "call_id": "c", "output": null}').args["output"] == "null"
+    assert p.parse_line(b'{"cmd": "subscribe", "events": ["state", "state", "level"]}').args == {
+        "events": ["state", "level"]
+    }
+    image = p.parse_line(b'{"cmd": "image", "data": "iVBORw0KGgo=", "more": true}').args
+    assert image == {"data": b"\x89PNG\r\n\x1a\n", "mime": None, "prompt": None, "more": True}
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        (b'{"cmd": "tools.register", "tools": [{"name": "a"}, {"name": "a"}]}', "listed twice"),
+        (b'{"cmd": "tools.register", "tools": [' + b'{"name": "t"},' * 64 + b'{"name": "u"}]}', "the limit is 64"),
+        (b'{"cmd": "tools.register", "tools": ["move"]}', "tools[0] must be an object"),
+        (b'{"cmd": "tools.register", "tools": [{"name": "' + b"n" * 65 + b'"}]}', "1-64 letters"),
+        (b'{"cmd": "tools.unregister", "names": ["ok", "not ok"]}', "'not ok' is not allowed"),
+        (b'{"cmd": "tool.result", "call_id": "has space", "output": ""}', "not one the device sent"),
+        (b'{"cmd": "image", "path": "/x", "more": true}', '"more"'),
+        (b'{"cmd": "say", "text": "hi", "txet": "x"}', "unknown field 'txet'"),
+    ],
+)
+def test_bad_arguments_are_named(line: bytes, words: str) -> None:
+    with pytest.raises(p.RequestError) as refused:
+        p.parse_line(line)
+    assert refused.value.code == p.BAD_REQUEST and words in refused.value.message
+
+
+# ---- pictures -----------------------------------------------------------------------------------------------
+
+
+def test_pictures_are_recognised_by_their_first_bytes() -> None:
+    assert sniff(b"\xff\xd8\xff\xe0rest") == "image/jpeg"
+    assert sniff(PNG) == "image/png"
+    assert sniff(b"RIFF\0\0\0\0WEBPVP8 ") == "image/webp"
+    assert sniff(b"GIF89a") is None and sniff(b"") is None
+
+
+def test_chunks_are_assembled_and_bounded() -> None:
+    assembler = ImageAssembler()
+    assert assembler.add(PNG[:5], None, "look", more=True) is None
+    image = assembler.add(PNG[5:], "image/png", None, more=False)
+    assert image is not None and (image.data, image.mime, image.prompt) == (PNG, "image/png", "look")
+    assert assembler.pending == 0
+    assembler.add(b"\xff" * (MAX_IMAGE - 10), None, None, more=True)
+    with pytest.raises(ImageError, match="over the 4194304 byte limit"):
+        assembler.add(b"\xff" * 20, None, None, more=True)
+    assert assembler.pending == 0  # dropped: the next picture starts clean
+
+
+def test_a_file_is_read_only_for_a_client_that_could_read_it(sockdir: str) -> None:
+    path = os.path.join(sockdir, "frame.png")
+    with open(path, "wb") as f:
+        f.write(PNG)
+    os.chmod(path, 0o600)
+    os.chown(path, 1234, 1234) if os.geteuid() == 0 else None
+    owner = os.stat(path).st_uid
+    assert read_image_file(path, owner, None, None).data == PNG
+    if os.geteuid() == 0:
+        with pytest.raises(ImageError, match="must belong to your user"):
+            read_image_file(path, 4321, None, None)
+        os.chmod(path, 0o644)
+        assert read_image_file(path, 4321, None, None).mime == "image/png"  # everyone may read it anyway
+    with pytest.raises(ImageError, match="not a regular file"):
+        read_image_file(sockdir, owner, None, None)
+    fifo = os.path.join(sockdir, "fifo")
+    os.mkfifo(fifo)
+    with pytest.raises(ImageError, match="not a regular file"):  # never blocks on a pipe with no writer
+        read_image_file(fifo, owner, None, None)
+
+
+# ---- outbox and rate limit ---------------------------------------------------------------------------------
+
+
+def test_the_outbox_drops_oldest_events_never_replies_and_says_how_many() -> None:
+    async def main() -> None:
+        box = Outbox(event_limit=3)
+        for i in range(5):
+            box.put_event(b"e%d\n" % i)
+        box.put_reply(b"r\n")
+        assert await box.next_batch() == b'r\n{"event":"dropped","count":2}\ne2\ne3\ne4\n'
+        for _ in range(REPLY_LIMIT):
+            box.put_reply(b"r\n")
+        waiting = asyncio.create_task(box.wait_room())
+        await asyncio.sleep(0)
+        assert not waiting.done()  # too many unread replies: the client's next request waits
+        await box.next_batch()
+        await asyncio.sleep(0)
+        assert waiting.done()
+        box.put_event(b"late\n")
+        box.put_reply(b"bye\n")
+        box.close()
+        assert await box.next_batch() == b"bye\n"  # events pending at close are not sent
+        assert await box.next_batch() == b""
+
+    asyncio.run(main())
+
+
+def test_the_rate_limiter_allows_bursts_then_the_rate_and_spots_floods() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=10, burst=5, flood_limit=20, clock=lambda: now[0])
+    assert [limiter.allow() for _ in range(7)] == [True] * 5 + [False] * 2
+    now[0] += 0.1
+    assert limiter.allow() and not limiter.allow()
+    assert not limiter.flooding
+    for _ in range(20):
+        limiter.allow()
+    assert limiter.flooding and limiter.refused_total == 23
+    now[0] += 11  # a new window, with a full bucket again
+    assert [limiter.allow() for _ in range(6)] == [True] * 5 + [False]
+    assert not limiter.flooding
+
+
+# ---- settings -----------------------------------------------------------------------------------------------
+
+
+def test_control_settings_in_config_toml() -> None:
+    config = parse_config('[control]\nsocket = "/run/x/c.sock"\nmode = 0o640\nallowed_uids = [1000, 1001]')
+    assert config.control == ControlSettings(socket="/run/x/c.sock", mode=0o640, allowed_uids=(1000, 1001))
+    assert parse_config("").control.mode == 0o660
+    with pytest.raises(ConfigError, match=r"\[control\] mode = 511: must be between 384 and 438 \(octal"):
+        parse_config("[control]\nmode = 0o777")
+    with pytest.raises(ConfigError, match="allowed_uids"):
+        parse_config('[control]\nallowed_uids = ["root"]')
+
+
+# ---- the socket file ----------------------------------------------------------------------------------------
+
+
+def other_group() -> tuple[str, int]:
+    for name in ("nogroup", "daemon", "users"):
+        try:
+            return name, grp.getgrnam(name).gr_gid
+        except KeyError:
+            continue
+    pytest.skip("no spare group on this machine")
+
+
+def test_the_socket_gets_its_mode_and_group_and_nothing_else_is_left(sockdir: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another group needs root (or membership)")
+    name, gid = other_group()
+    path = os.path.join(sockdir, "control.sock")
+    sock, warnings = bind_control_socket(path, 0o660, resolve_group(name))
+    try:
+        info = os.stat(path)
+        assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o660 and info.st_gid == gid
+        assert os.listdir(sockdir) == ["control.sock"]  # the private directory it was made in is gone
+        assert any(f"members of group {gid} cannot reach" in w for w in warnings)  # sockdir is 0700 root
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(path)
+        client.close()
+    finally:
+        sock.close()
+
+
+def test_a_stale_socket_is_replaced_and_a_live_one_is_left_alone(sockdir: str) -> None:
+    path = os.path.join(sockdir, "control.sock")
+    first, _ = bind_control_socket(path, 0o660, None)
+    with pytest.raises(SocketFileError, match=rf"in use by another running program \(pid {os.getpid()} "):
+        bind_control_socket(path, 0o660, None)
+    first.close()  # the process died without removing its socket
+    second, _ = bind_control_socket(path, 0o600, None)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    second.close()
+
+
+def test_socket_file_problems_say_what_to_do(sockdir: str) -> None:
+    regular = os.path.join(sockdir, "control.sock")
+    open(regular, "w").close()
+    with pytest.raises(SocketFileError, match="exists and is not a socket"):
+        bind_control_socket(regular, 0o660, None)
+    with pytest.raises(SocketFileError, match="limited to 107 bytes"):
+        bind_control_socket("/tmp/" + "x" * 120, 0o660, None)
+    with pytest.raises(SocketFileError, match="use an absolute path"):
+        bind_control_socket("control.sock", 0o660, None)
+    with pytest.raises(SocketFileError, match=r"no such group; create it \(sudo groupadd --system robots-x"):
+        resolve_group("robots-x")
+    assert resolve_group("") is None and resolve_group("1234") == 1234
+    nested = os.path.join(sockdir, "run", "edgevoice.sock")
+    made, _ = bind_control_socket(nested, 0o660, None)  # the socket's own directory is made (0750)
+    assert stat.S_IMODE(os.stat(os.path.dirname(nested)).st_mode) == 0o750
+    made.close()
+    with pytest.raises(SocketFileError, match="does not exist"):
+        bind_control_socket(os.path.join(sockdir, "a", "b", "c.sock"), 0o660, None)
+
+
+def test_values_json_cannot_carry_are_refused() -> None:
+    for line in (
+        b'{"cmd": "tool.result", "call_id": "c", "output": {"x": 1e400}}',
+        b'{"cmd": "tool.result", "call_id": "c", "output": "\\udc00"}',
+        b'{"cmd": "tools.register", "tools": [{"name": "t", "parameters": {"type": "object", "maximum": 1e999}}]}',
+    ):
+        with pytest.raises(p.RequestError, match="too large for JSON or a lone surrogate"):
+            p.parse_line(line)
+    with pytest.raises(p.RequestError, match=r"level = inf: must be between 0 and 1"):
+        p.parse_line(b'{"cmd": "volume", "level": 1e400}')
+    assert p.request_id_of(b'{"id": "\\ud800", "cmd": "status"}') is None  # it could not go back as it came
+    assert p.request_id_of(b'{"id": 5, "cmd": "status", "level": NaN}') is None
+    assert p.request_id_of(b'{"id": 5, "cmd": "anything"}') == 5
+
+
+def test_no_chown_when_the_socket_already_has_its_group(sockdir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """edgevoice.service forbids chown (SystemCallFilter=~@privileged); there Group= gives the group already."""
+
+    def forbidden(*args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chown", forbidden)
+    path = os.path.join(sockdir, "control.sock")
+    sock, _ = bind_control_socket(path, 0o660, os.getegid())
+    sock.close()
+    with pytest.raises(SocketFileError, match="its service forbids chown"):
+        bind_control_socket(os.path.join(sockdir, "other.sock"), 0o660, os.getegid() + 1)
