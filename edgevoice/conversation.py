@@ -50,13 +50,19 @@ class State(StrEnum):
     ERROR = "error"
 
 
+class NotNow(Exception):
+    """A request that does not fit the moment (a controller's `stop` while nothing listens, say)."""
+
+
 class Uplink(Protocol):
     """What the conversation sends; never blocks, survives reconnects (the session manager)."""
 
     def append_audio(self, frame: np.ndarray) -> None: ...
     def commit_input(self) -> None: ...
     def clear_input(self) -> None: ...
-    def create_response(self) -> None: ...
+    def create_response(self, instructions: str | None = None) -> None: ...
+    def send_text(self, text: str) -> None: ...
+    def send_image(self, image_url: str, prompt: str | None = None) -> None: ...
     def cancel_response(self) -> None: ...
     def truncate(self, item_id: str, audio_end_ms: int) -> None: ...
 
@@ -138,6 +144,7 @@ class Conversation:
         self._response_id: str | None = None
         self._ignored_responses: set[str] = set()  # interrupted: their late audio is dropped
         self._awaiting_tools = False
+        self._expecting = 0  # answers this conversation asked for that have not started yet
         self._item_playing: str | None = None
         self._follow_up_until: float | None = None
         self._last_activity = clock()
@@ -272,6 +279,108 @@ class Conversation:
         self._emit({"event": "mute", "muted": muted})
         self._refresh()
 
+    def _ask(self, instructions: str | None = None) -> None:
+        self._expecting += 1
+        self._link.create_response(instructions)
+
+    # ---- a controller's commands (the control socket) -------------------------------------------------
+
+    def _check(self, *, microphone: bool) -> None:
+        """Raise NotNow when nothing can be said now (and, with `microphone`, nothing heard)."""
+        if self._faults or self._link_needs_person:
+            raise NotNow(f"the device needs a person: {self._displayed_reason()}")
+        if microphone and self.muted:
+            raise NotNow("the microphone is muted: unmute it first")
+        refusal = self._link.refusal()
+        if refusal is not None:
+            self.report_fault("budget", refusal)
+            raise NotNow(refusal)
+
+    def _open_conversation(self) -> None:
+        self._touch()
+        if not self._open:
+            self._open = True
+            self._link_was_up = self._link_state == "up"
+        if not self._wanted:
+            self._link_down_since = None
+            self._want_link()
+
+    def listen(self) -> None:
+        """Start listening, as a press would (push-to-talk: until `stop_listening`)."""
+        self._check(microphone=True)
+        if self.phase == State.LISTENING and (self._holding or not self.push_to_talk):
+            return
+        if self.phase in (State.THINKING, State.SPEAKING):
+            self._interrupt(server_cancelled=False)
+        self._start_turn()
+
+    def stop_listening(self) -> None:
+        """End the user's turn now: commit what was said and ask for the answer."""
+        if self.phase != State.LISTENING:
+            raise NotNow(f"not listening (the device is {self.state})")
+        self._holding = False
+        if self.push_to_talk:
+            self._end_turn()
+            return
+        self._link.commit_input()
+        self._ask()
+        self._turn_ended_at = self._clock()
+        self._set_phase(State.THINKING)
+
+    def cancel(self) -> None:
+        """Interrupt the assistant."""
+        if self.phase not in (State.THINKING, State.SPEAKING):
+            raise NotNow(f"nothing to cancel: the assistant is not answering (the device is {self.state})")
+        self._interrupt(server_cancelled=False)
+        if self.push_to_talk:
+            self._set_phase(State.IDLE)
+        else:
+            self._follow_up_until = self._clock() + self.settings.follow_up_s
+            self._set_phase(State.LISTENING)
+
+    def say(self, text: str) -> None:
+        """The user's words as text (no microphone needed), then the answer."""
+        self._check(microphone=False)
+        if self.phase in (State.THINKING, State.SPEAKING):
+            self._interrupt(server_cancelled=False)
+        self._open_conversation()
+        if self.phase == State.LISTENING:
+            self._link.clear_input()
+            self._holding = False
+        self._link.send_text(text)
+        self._ask()
+        self._turn_ended_at = self._clock()
+        self._set_phase(State.THINKING)
+
+    def speak(self, text: str) -> None:
+        """Make the assistant say `text` as written, after what it is saying now."""
+        self._check(microphone=False)
+        self._open_conversation()
+        self._ask(f"Say exactly the following, word for word, in your voice, and nothing else: {text}")
+        if self.phase in (State.IDLE, State.LISTENING) and not self._speech and not self._holding:
+            self._set_phase(State.THINKING)
+
+    def image(self, image_url: str, prompt: str | None) -> None:
+        """A picture into the conversation; with a prompt, the assistant answers about it."""
+        self._check(microphone=False)
+        self._open_conversation()
+        self._link.send_image(image_url, prompt)
+        if prompt:
+            if self.phase in (State.THINKING, State.SPEAKING):
+                self._interrupt(server_cancelled=False)
+            self._ask()
+            self._turn_ended_at = self._clock()
+            self._set_phase(State.THINKING)
+
+    @property
+    def reason(self) -> str:
+        """Why the device shows `error` ("" otherwise)."""
+        return self._displayed_reason() if self.state == State.ERROR else ""
+
+    @property
+    def conversation_open(self) -> bool:
+        return self._open
+
     def _may_talk(self) -> bool:
         if self._faults or self._link_needs_person:
             self._emit({"event": "notice", "message": f"cannot talk now: {self._displayed_reason()}"})
@@ -324,7 +433,7 @@ class Conversation:
             self._set_phase(State.IDLE)
             return
         self._link.commit_input()
-        self._link.create_response()
+        self._ask()
         self._turn_ended_at = self._clock()
         self._set_phase(State.THINKING)
 
@@ -405,6 +514,10 @@ class Conversation:
             case ev.ResponseCreated(response_id=rid):
                 self._response_id = rid
                 self._awaiting_tools = False
+                if self._expecting:
+                    self._expecting -= 1
+                    if self.phase == State.IDLE or (self.phase == State.LISTENING and not self._speech):
+                        self._set_phase(State.THINKING)  # e.g. a controller's `speak` queued behind an answer
             case ev.ResponseDone():
                 self._on_response_done(event)
             case ev.FunctionCall(name=name, call_id=call_id, arguments=arguments):
@@ -453,7 +566,9 @@ class Conversation:
     def _answer_finished(self) -> None:
         self._touch()
         self._item_playing = None
-        if self.push_to_talk:
+        if self._expecting:  # another answer was asked for and is on its way
+            self._set_phase(State.THINKING)
+        elif self.push_to_talk:
             self._set_phase(State.IDLE)
         else:
             self._follow_up_until = self._clock() + self.settings.follow_up_s
@@ -476,7 +591,8 @@ class Conversation:
             self._ignored_responses.add(self._response_id)
             self._response_id = None
         if not server_cancelled:
-            self._link.cancel_response()
+            self._link.cancel_response()  # this also drops the answers still waiting to be asked for
+            self._expecting = 0
         self._awaiting_tools = False
         self._item_playing = None
 

@@ -32,7 +32,10 @@ from edgevoice.audio.duplex import EchoFrontEnd
 from edgevoice.audio.microphone import Microphone
 from edgevoice.audio.speaker import Speaker
 from edgevoice.config import Config, button_sections
+from edgevoice.control.server import ControlServer
+from edgevoice.control.socketfile import SocketFileError
 from edgevoice.conversation import Conversation, State
+from edgevoice.device_control import DaemonControl
 from edgevoice.hw.gestures import ButtonAction
 from edgevoice.hw.gpio import HardwareError, make_pin_factory
 from edgevoice.hw.panel import Panel
@@ -159,14 +162,34 @@ class Daemon:
         self.conversation: Conversation | None = None
         self.manager: SessionManager | None = None
         self._stopping: asyncio.Event | None = None
+        self.control: ControlServer | None = None
+        self._volume = 1.0
         self._tasks: list[asyncio.Task[Any]] = []
         self._audio_up = asyncio.Event()
         self._audio_started_at = 0.0
 
     # ---- events out ----------------------------------------------------------------------------------
 
-    def subscribe(self, listener: EventListener) -> None:
+    def subscribe(self, listener: EventListener) -> Callable[[], None]:
+        """Hear every event from now on; returns the function that stops it."""
         self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    @property
+    def volume(self) -> float:
+        return self._volume
+
+    def set_volume(self, level: float) -> None:
+        """The speaker's software volume, 0..1 (kept across a reopening of the sound devices)."""
+        self._volume = min(1.0, max(0.0, float(level)))
+        if self.audio is not None:
+            self.audio.speaker.volume = self._volume
+        self._emit({"event": "volume", "level": self._volume})
 
     def _emit(self, event: dict[str, Any]) -> None:
         if event.get("event") == "state" and self.panel is not None:
@@ -228,6 +251,7 @@ class Daemon:
             if isinstance(self._secrets, MissingSecret):
                 self.conversation.report_fault("key", await _problem(self._secrets))
             self.conversation.start()
+            await self._start_control()
             if on_ready is not None:
                 on_ready()
             await self._stopping.wait()
@@ -262,6 +286,7 @@ class Daemon:
                 log.error("audio: %s", exc)
                 self.conversation.report_fault("audio", f"audio: {exc}")
                 await asyncio.sleep(AUDIO_RETRY_S)
+        self.audio.speaker.volume = self._volume
         self.conversation.playback = self.audio.speaker
         self.conversation.clear_fault("audio")
         self.audio.start()
@@ -343,7 +368,22 @@ class Daemon:
         last = self.audio.capture.last_callback or self._audio_started_at
         return time.monotonic() - last < stall_s
 
+    async def _start_control(self) -> None:
+        """The control socket for local controllers; without it the voice keeps working (the log says why)."""
+        if not self.config.control.enabled:
+            return
+        server = ControlServer(self.config.control, DaemonControl(self))
+        try:
+            await server.start()
+        except SocketFileError as exc:
+            log.error("control socket: %s; robots cannot drive this device until it is fixed", exc)
+            return
+        self.control = server
+
     async def _shutdown(self) -> None:
+        if self.control is not None:
+            with contextlib.suppress(Exception):
+                await self.control.close()  # says goodbye to controllers, at most about 1 s
         if self.audio is not None:
             self.audio.speaker.stop()  # silent at once; the session manager cancels the answer as it closes
         for task in self._tasks:

@@ -24,6 +24,7 @@ import numpy as np
 from edgevoice.audio.resample import StreamResampler, to_int16
 from edgevoice.audio.settings import AudioSettings
 from edgevoice.config import Config, ConversationSettings
+from edgevoice.control.settings import ControlSettings
 from edgevoice.hw.settings import HardwareSettings
 from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.realtime.settings import RealtimeSettings, TurnDetectionSettings
@@ -104,6 +105,7 @@ async def _run(card: VirtualSoundCard, phrase: str, speech_s: float, vad: bool, 
             audio=AudioSettings(input_device=MIC, output_device=SPEAKER, input_rate=card.rate, output_rate=card.rate),
             hardware=HardwareSettings(pin_factory="mock"),
             conversation=ConversationSettings(follow_up_s=1.0),
+            control=ControlSettings(socket=str(card.workdir / "control.sock"), group=""),
         )
         factory = MockFactory()
         daemon = Daemon(config, pin_factory=factory)

@@ -15,8 +15,11 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +28,7 @@ from gpiozero.pins.mock import MockFactory
 
 from edgevoice.audio.settings import AudioSettings
 from edgevoice.config import Config, ConversationSettings
+from edgevoice.control.settings import ControlSettings
 from edgevoice.daemon import Daemon
 from edgevoice.hw.settings import HardwareSettings
 from edgevoice.realtime.credentials import StaticSecret
@@ -69,6 +73,7 @@ class Device:
         self.daemon: Daemon | None = None
         self._task: asyncio.Task[None] | None = None
         self.t0 = time.monotonic()
+        self.socket_path = Path(tempfile.mkdtemp(prefix="edgevoice-ctl-")) / "control.sock"
 
     def config(self) -> Config:
         base = self._config or Config(conversation=ConversationSettings(follow_up_s=1.0))
@@ -80,7 +85,10 @@ class Device:
         audio = base.audio
         if audio == AudioSettings():
             audio = AudioSettings(input_device=MIC, output_device=SPEAKER, input_rate=48000, output_rate=48000)
-        return base.replace(realtime=rt, audio=audio, hardware=HardwareSettings(pin_factory="mock"))
+        control = base.control
+        if control == ControlSettings():  # no /run/edgevoice here: a private socket next to the test's files
+            control = ControlSettings(socket=str(self.socket_path), group="")
+        return base.replace(realtime=rt, audio=audio, hardware=HardwareSettings(pin_factory="mock"), control=control)
 
     async def __aenter__(self) -> Device:
         logging.getLogger().addHandler(self.log)
@@ -105,6 +113,7 @@ class Device:
         finally:
             await self.emulator.stop()
             logging.getLogger().removeHandler(self.log)
+            shutil.rmtree(self.socket_path.parent, ignore_errors=True)
 
     def _record(self, event: dict[str, Any]) -> None:
         self.events.append({**event, "t": time.monotonic() - self.t0})

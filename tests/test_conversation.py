@@ -32,8 +32,14 @@ class Recorder:
     def clear_input(self) -> None:
         self.calls.append(("clear",))
 
-    def create_response(self) -> None:
-        self.calls.append(("response.create",))
+    def create_response(self, instructions: str | None = None) -> None:
+        self.calls.append(("response.create",) if instructions is None else ("response.create", instructions))
+
+    def send_text(self, text: str) -> None:
+        self.calls.append(("text", text))
+
+    def send_image(self, image_url: str, prompt: str | None = None) -> None:
+        self.calls.append(("image", image_url[:20], prompt))
 
     def cancel_response(self) -> None:
         self.calls.append(("response.cancel",))

@@ -306,16 +306,16 @@ def _tools(*tools: Tool) -> ToolRegistry:
     return registry
 
 
-async def _slow(arguments: str) -> str:
+async def _slow(call_id: str, arguments: str) -> str:
     await asyncio.sleep(5)
     return "never"
 
 
-async def _broken(arguments: str) -> str:
+async def _broken(call_id: str, arguments: str) -> str:
     raise RuntimeError("the sensor is unplugged")
 
 
-async def _echo(arguments: str) -> str:
+async def _echo(call_id: str, arguments: str) -> str:
     return json.dumps({"you_said": json.loads(arguments)})
 
 

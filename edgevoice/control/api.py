@@ -38,6 +38,9 @@ EVENTS = (
     "conversation_ended",  # reason
     "latency",  # what, ms
     "led",  # state, pattern
+    "mute",  # muted
+    "volume",  # level
+    "button",  # button, gesture, action, phase
 )
 
 

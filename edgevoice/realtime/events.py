@@ -120,8 +120,11 @@ def audio_clear() -> dict[str, Any]:
     return {"type": "input_audio_buffer.clear"}
 
 
-def response_create() -> dict[str, Any]:
-    return {"type": "response.create"}
+def response_create(instructions: str | None = None) -> dict[str, Any]:
+    """Ask for an answer; `instructions` replace the session's for this one response (e.g. "say exactly ...")."""
+    if instructions is None:
+        return {"type": "response.create"}
+    return {"type": "response.create", "response": {"instructions": instructions}}
 
 
 def response_cancel(response_id: str | None = None) -> dict[str, Any]:
@@ -145,6 +148,14 @@ def user_text(text: str) -> dict[str, Any]:
         "type": "conversation.item.create",
         "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
     }
+
+
+def user_image(image_url: str, prompt: str | None = None) -> dict[str, Any]:
+    """A picture (a `data:image/jpeg;base64,...` URI) from the user, with an optional question about it."""
+    content: list[dict[str, Any]] = [{"type": "input_image", "image_url": image_url}]
+    if prompt:
+        content.append({"type": "input_text", "text": prompt})
+    return {"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": content}}
 
 
 def encode(event: dict[str, Any]) -> str:

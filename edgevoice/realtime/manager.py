@@ -102,7 +102,8 @@ class SessionManager:
         # one response in flight: None, "?" (asked, not yet created), "busy" (the server said so) or its id
         self._response: str | None = None
         self._response_audio = False
-        self._responses_wanted = 0
+        self._wanted: deque[str | None] = deque()  # answers asked for and not yet sent: their instructions
+        self._in_flight: str | None = None  # the instructions of the answer asked for last
         self._cancel_when_created = False
         self._hold_until = 0.0
         self._pump_timer: asyncio.TimerHandle | None = None
@@ -135,11 +136,15 @@ class SessionManager:
             self._turn_audio.clear()
             self._commit_pending = False
             self._outbox.clear()
-            self._responses_wanted = 0
+            self._wanted.clear()
             for tasks in self._tool_tasks.values():
                 for task in tasks:
                     task.cancel()
             self._tool_tasks.clear()
+
+    @property
+    def session_id(self) -> str:
+        return self._session.session_id if self._session is not None else ""
 
     @property
     def is_up(self) -> bool:
@@ -174,13 +179,18 @@ class SessionManager:
         if self._session is not None:
             self._session.clear_input()
 
-    def create_response(self) -> None:
-        self._responses_wanted += 1
+    def create_response(self, instructions: str | None = None) -> None:
+        """Ask for an answer (sent when no other is in flight); `instructions` for this answer only."""
+        self._wanted.append(instructions)
         self._pump_responses()
+
+    def send_image(self, image_url: str, prompt: str | None = None) -> None:
+        """A picture into the conversation (not replayed after a reconnect: the history keeps text only)."""
+        self._send_or_keep(ev.user_image(image_url, prompt))
 
     def cancel_response(self) -> None:
         """Stop the answer in flight (and any answer still waiting to be asked for)."""
-        self._responses_wanted = 0
+        self._wanted.clear()
         self._no_follow_up.update(self._tool_tasks)  # tool outputs still go, but ask for no answer
         if self._response == "?":
             self._cancel_when_created = True
@@ -208,17 +218,17 @@ class SessionManager:
     # ---- one response in flight -----------------------------------------------------------------------
 
     def _pump_responses(self) -> None:
-        if self._responses_wanted <= 0 or self._response is not None or self._session is None:
+        if not self._wanted or self._response is not None or self._session is None:
             return
         wait = self._hold_until - self._clock()
         if wait > 0:
             if self._pump_timer is None:
                 self._pump_timer = asyncio.get_running_loop().call_later(wait, self._pump_after_hold)
             return
-        self._responses_wanted -= 1
+        self._in_flight = self._wanted.popleft()
         self._response = "?"
         self._response_audio = False
-        self._session.create_response()
+        self._session.create_response(self._in_flight)
 
     def _pump_after_hold(self) -> None:
         self._pump_timer = None
@@ -266,7 +276,7 @@ class SessionManager:
                 return
             case ev.ServerError(code="conversation_already_has_active_response"):
                 # A response we did not ask for (server VAD) is under way: ours goes after its response.done.
-                self._responses_wanted += 1
+                self._wanted.appendleft(self._in_flight)
                 self._response = "busy"
                 asyncio.get_running_loop().call_later(BUSY_FALLBACK_S, self._busy_fallback)
         self._on_event(event)
@@ -306,7 +316,7 @@ class SessionManager:
 
     async def _call_tool(self, call: ev.FunctionCall) -> tuple[str, str]:
         log.info("tool call %s(%s)", call.name, call.arguments[:200])
-        output = await run_tool(self.tools, call.name, call.arguments)
+        output = await run_tool(self.tools, call.name, call.arguments, call.call_id)
         self.history.add_tool_output(call.call_id, output)
         return call.call_id, output
 
@@ -457,7 +467,7 @@ class SessionManager:
                 # The user heard part of it: report it cut (asking again would repeat what they heard).
                 self._on_event(ev.ResponseDone(self._response, "failed", None, "connection_lost", error.message))
             else:
-                self._responses_wanted += 1  # never started: ask again in the next session
+                self._wanted.appendleft(self._in_flight)  # never started: ask again in the next session
             self._response = None
         self._cancel_when_created = False
 

@@ -342,8 +342,8 @@ class RealtimeSession:
     def clear_input(self) -> None:
         self.send(events.audio_clear())
 
-    def create_response(self) -> None:
-        self.send(events.response_create())
+    def create_response(self, instructions: str | None = None) -> None:
+        self.send(events.response_create(instructions))
 
     def cancel_response(self) -> None:
         self.send(events.response_cancel())

@@ -22,7 +22,7 @@ from edgevoice.realtime.settings import ToolSettings
 log = logging.getLogger(__name__)
 
 MAX_OUTPUT_CHARS = 16_384
-ToolHandler = Callable[[str], Awaitable[str]]  # JSON arguments -> output text
+ToolHandler = Callable[[str, str], Awaitable[str]]  # (call_id, JSON arguments) -> output text
 
 
 @dataclass(frozen=True)
@@ -97,14 +97,14 @@ def _error(message: str) -> str:
     return json.dumps({"error": message})
 
 
-async def run_tool(registry: ToolRegistry, name: str, arguments: str) -> str:
+async def run_tool(registry: ToolRegistry, name: str, arguments: str, call_id: str = "") -> str:
     """Run one call; always returns an output for the model (an `{"error": ...}` object when it failed)."""
     tool = registry.get(name)
     if tool is None:
         log.warning("the model called an unknown tool %r", name)
         return _error(f"there is no tool named {name!r}")
     try:
-        output = await asyncio.wait_for(tool.handler(arguments), tool.timeout_s)
+        output = await asyncio.wait_for(tool.handler(call_id, arguments), tool.timeout_s)
     except TimeoutError:
         log.warning("tool %s did not answer within %.1f s", name, tool.timeout_s)
         return _error(f"the tool {name} did not answer within {tool.timeout_s:g} s")
@@ -132,7 +132,7 @@ def command_tool(settings: ToolSettings) -> Tool:
     status is an error whose message is the end of its stderr.
     """
 
-    async def handler(arguments: str) -> str:
+    async def handler(call_id: str, arguments: str) -> str:
         process = await asyncio.create_subprocess_exec(
             *settings.command,
             stdin=asyncio.subprocess.PIPE,
