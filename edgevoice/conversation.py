@@ -241,12 +241,7 @@ class Conversation:
         if not self._may_talk():
             return
         if self.phase in (State.THINKING, State.SPEAKING):
-            self._interrupt(server_cancelled=False)
-            if self.push_to_talk:
-                self._set_phase(State.IDLE)
-            else:
-                self._follow_up_until = self._clock() + self.settings.follow_up_s
-                self._set_phase(State.LISTENING)
+            self._stop_answer()
         elif self.phase == State.LISTENING:
             if self.push_to_talk:
                 self._end_turn()
@@ -331,6 +326,10 @@ class Conversation:
         """Interrupt the assistant."""
         if self.phase not in (State.THINKING, State.SPEAKING):
             raise NotNow(f"nothing to cancel: the assistant is not answering (the device is {self.state})")
+        self._stop_answer()
+
+    def _stop_answer(self) -> None:
+        """Interrupt the answer; then idle (push-to-talk) or listening for a follow-up (VAD)."""
         self._interrupt(server_cancelled=False)
         if self.push_to_talk:
             self._set_phase(State.IDLE)

@@ -7,6 +7,7 @@ the process shares it: a test writes the microphone script, runs, and reads the 
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import tempfile
@@ -50,6 +51,20 @@ def speak(text: str, rate: int = 48000) -> np.ndarray:
         resampler = StreamResampler(source_rate, rate)
         _speech_cache[key] = to_int16(np.concatenate((resampler.process(samples), resampler.flush())))
     return _speech_cache[key]
+
+
+class LogCapture(logging.Handler):
+    """Every log line of a test (with tracebacks), e.g. to check that no secret is ever written."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+        if record.exc_info:
+            self.lines.append(logging.Formatter().formatException(record.exc_info))
 
 
 def silence(seconds: float, rate: int = 48000) -> np.ndarray:

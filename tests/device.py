@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from conformance import validate_client_event, validate_server_event
+from conftest import LogCapture
 from gpiozero.pins.mock import MockFactory
 
 from edgevoice.audio.settings import AudioSettings
@@ -36,16 +37,6 @@ from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.realtime.settings import TurnDetectionSettings
 from edgevoice.system.logs import quiet_noisy_loggers
 from edgevoice.virtual_audio import MIC, SPEAKER, VirtualSoundCard
-
-
-class LogCapture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
 
 
 class Device:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -168,20 +167,6 @@ class Managed:
 
 def run(scenario: Callable[[], Any]) -> Any:
     return asyncio.run(scenario())
-
-
-class Capture(logging.Handler):
-    """Every log line of a test, to check that no secret is ever written."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-        if record.exc_info:
-            self.lines.append(logging.Formatter().formatException(record.exc_info))
 
 
 def with_reconnect(**changes: Any) -> ReconnectSettings:

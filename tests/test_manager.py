@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from manager_harness import KEY, Capture, Managed, run, tone_frames, with_reconnect
+from conftest import LogCapture
+from manager_harness import KEY, Managed, run, tone_frames, with_reconnect
 
 from edgevoice.realtime import events as ev
 from edgevoice.realtime.credentials import StaticSecret
@@ -26,9 +27,9 @@ LONG = SpokenReply("A long answer that takes a while to say.", (Tone(500.0, 2.0)
 
 
 @pytest.fixture(autouse=True)
-def no_secret_in_any_log_line() -> Iterator[Capture]:
+def no_secret_in_any_log_line() -> Iterator[LogCapture]:
     """The API key must never reach a log line, whatever the test does (issue: grep every log line)."""
-    capture = Capture()
+    capture = LogCapture()
     root = logging.getLogger()
     level = root.level
     root.addHandler(capture)

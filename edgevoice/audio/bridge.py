@@ -22,7 +22,10 @@ from edgevoice.audio.ring import SampleRing
 log = logging.getLogger(__name__)
 
 
-def _open(pa: pyaudio.PyAudio, fmt: StreamFormat, frames: int, callback: Any, *, input: bool) -> pyaudio.Stream:
+def open_stream(
+    pa: pyaudio.PyAudio, fmt: StreamFormat, frames: int, callback: Any = None, *, input: bool
+) -> pyaudio.Stream:
+    """A PortAudio stream on `fmt` (callback mode with `callback`, blocking without), errors explained."""
     direction = "input" if input else "output"
     try:
         with quiet_stderr():
@@ -34,7 +37,7 @@ def _open(pa: pyaudio.PyAudio, fmt: StreamFormat, frames: int, callback: Any, *,
                 output=not input,
                 frames_per_buffer=frames,
                 stream_callback=callback,
-                start=False,
+                start=callback is None,
                 **{f"{direction}_device_index": fmt.device.index},
             )
     except (OSError, ValueError) as exc:
@@ -72,7 +75,7 @@ class CaptureStream:
         self.buffers = 0  # buffers handed to the loop
         self.dropped = 0  # buffers the loop was too slow to take (oldest dropped)
         self.overflows = 0  # buffers PortAudio reported as having lost input
-        self._stream = _open(pa, fmt, frames_per_buffer, self._callback, input=True)
+        self._stream = open_stream(pa, fmt, frames_per_buffer, self._callback, input=True)
 
     def _callback(self, in_data: bytes | None, frame_count: int, time_info: Any, status: int) -> tuple[None, int]:
         self.last_callback = time.monotonic()
@@ -127,7 +130,7 @@ class PlaybackStream:
         self.tap_lost = 0  # frames the tap had no room for (its reader fell behind)
         self._out = np.zeros((frames_per_buffer, fmt.channels), dtype=dtype)
         self.last_callback = 0.0
-        self._stream = _open(pa, fmt, frames_per_buffer, self._callback, input=False)
+        self._stream = open_stream(pa, fmt, frames_per_buffer, self._callback, input=False)
 
     @property
     def latency_seconds(self) -> float:

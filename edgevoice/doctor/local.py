@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyaudio
 
+from edgevoice.audio.bridge import open_stream
 from edgevoice.audio.devices import (
     AudioDeviceError,
     StreamFormat,
@@ -20,7 +21,6 @@ from edgevoice.audio.devices import (
     list_devices,
     negotiate_format,
     open_portaudio,
-    quiet_stderr,
 )
 from edgevoice.config import ConfigError, config_warnings, load_config
 from edgevoice.doctor import Context, Finding
@@ -98,17 +98,7 @@ def _formats(ctx: Context, pa: pyaudio.PyAudio) -> tuple[StreamFormat, StreamFor
 
 
 def _open(pa: pyaudio.PyAudio, fmt: StreamFormat, *, input: bool) -> pyaudio.Stream:
-    direction = "input" if input else "output"
-    with quiet_stderr():
-        return pa.open(
-            format=fmt.pa_format,
-            channels=fmt.channels,
-            rate=fmt.rate,
-            input=input,
-            output=not input,
-            frames_per_buffer=fmt.rate // 50,
-            **{f"{direction}_device_index": fmt.device.index},
-        )
+    return open_stream(pa, fmt, fmt.rate // 50, input=input)
 
 
 def check_audio_devices(ctx: Context) -> Finding:
