@@ -474,3 +474,16 @@ def test_azure_uses_its_ga_path_and_the_api_key_header() -> None:
     (handshake,) = emulator.handshakes
     assert handshake.path == "/openai/v1/realtime" and handshake.query["model"] == "my-deployment"
     assert "api-key" in handshake.headers and "authorization" not in handshake.headers
+
+
+def test_an_oversized_frame_from_the_server_is_a_transient_failure() -> None:
+    async def scenario() -> Managed:
+        async with Managed() as h:
+            await h.up()
+            await h.emulator.inject('{"type": "error", "error": {"message": "' + "x" * (17 * 1024 * 1024) + '"}}')
+            await h.up(2)
+        return h
+
+    h = run(scenario)
+    down = next(s for s in h.links if s.state == "down")
+    assert not down.needs_person and "1009" in down.message  # message too big: our 16 MiB limit closed it

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # session.created and item retrievals can exceed websockets' 1 MiB default
 MAX_QUEUED_EVENTS = 1000  # ~20 s of 20 ms audio frames; beyond that the link is not keeping up
 
+# Close codes edgevoice itself sends when a server breaks the rules, and what the server did.
+_OUR_REASONS = {1002: "a frame that breaks the WebSocket protocol", 1007: "text that is not UTF-8",
+                1009: f"a frame over {MAX_FRAME_BYTES // 2**20} MiB"}  # fmt: skip
 ErrorKind = Literal["auth", "quota", "network", "rate_limit", "server", "protocol", "expired", "closed"]
 FATAL_ERROR_KINDS = {"invalid_api_key": "auth", "beta_api_shape_disabled": "protocol", "insufficient_quota": "quota"}
 
@@ -308,7 +311,16 @@ class RealtimeSession:
             await self._abort()
 
     def _close_error(self) -> SessionError:
-        rcvd = self._ws.protocol.close_rcvd if self._ws is not None else None
+        protocol = self._ws.protocol if self._ws is not None else None
+        sent = protocol.close_sent if protocol is not None else None
+        if sent is not None and sent.code in _OUR_REASONS:  # we closed it, because of what the server sent
+            return SessionError(
+                "network",
+                f"{self.endpoint.host} sent {_OUR_REASONS[sent.code]}: edgevoice closed the connection "
+                f"(code {sent.code})",
+                close_code=sent.code,
+            )
+        rcvd = protocol.close_rcvd if protocol is not None else None
         if rcvd is None:
             return SessionError("network", f"the connection to {self.endpoint.host} was lost")
         return classify_close(rcvd.code, rcvd.reason)
