@@ -1,8 +1,9 @@
 """`edgevoice selftest`: an installer's check that the device hears itself, lights up and feels the button.
 
 1. Echo path: a sweep is played on the speaker and recorded on the microphone in one duplex stream; the
-   delay and the impulse response (see `echo`) are printed and saved to the state directory, where the
-   echo canceller can start from them. `--plot PATH` also writes a PNG of the recording and the response.
+   delay and the impulse response (see `echo`) are printed and saved to the state directory, a record for an
+   installer (the canceller learns its own alignment). `--plot PATH` also writes a PNG of the recording and the
+   response.
 2. LED: every device state's pattern is shown in turn (half a second each).
 3. Button: waits (with a timeout) for one press.
 The devices must be free: stop the service first (`systemctl stop edgevoice`).
