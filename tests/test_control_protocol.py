@@ -78,6 +78,7 @@ def test_requests_are_validated_into_their_arguments() -> None:
         (b'{"cmd": "tool.result", "call_id": "has space", "output": ""}', "not one the device sent"),
         (b'{"cmd": "image", "path": "/x", "more": true}', '"more"'),
         (b'{"cmd": "say", "text": "hi", "txet": "x"}', "unknown field 'txet'"),
+        (b'{"cmd": "image", "data": "\\u0080"}', "not valid base64"),  # found by the fuzzer: no reply at all
     ],
 )
 def test_bad_arguments_are_named(line: bytes, words: str) -> None:

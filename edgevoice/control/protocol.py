@@ -348,7 +348,7 @@ def _image(args: Args) -> dict[str, Any]:
         assert encoded is not None
         try:
             image["data"] = binascii.a2b_base64(encoded, strict_mode=True)
-        except binascii.Error as exc:
+        except (binascii.Error, ValueError) as exc:  # ValueError: characters outside ASCII
             raise args.fail(f"data is not valid base64: {exc}") from None
         args.known.append("path")
     else:

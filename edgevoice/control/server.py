@@ -266,6 +266,10 @@ class ControlServer:
         except p.RequestError as exc:
             client.send(p.error_reply(exc.request_id, exc.code, exc.message))
             return
+        except Exception:  # a bug in the parser: every line still gets its one reply
+            log.exception("control: a line from client %d could not be parsed", client.number)
+            client.send(p.error_reply(p.request_id_of(line), p.INTERNAL, "this line could not be read (a bug)"))
+            return
         try:
             result = await self._execute(client, request)
         except ControlError as exc:
