@@ -79,6 +79,7 @@ def test_requests_are_validated_into_their_arguments() -> None:
         (b'{"cmd": "image", "path": "/x", "more": true}', '"more"'),
         (b'{"cmd": "say", "text": "hi", "txet": "x"}', "unknown field 'txet'"),
         (b'{"cmd": "image", "data": "\\u0080"}', "not valid base64"),  # found by the fuzzer: no reply at all
+        (b'{"cmd": "image", "path": "/tmp/\\u0000x"}', "NUL character"),
     ],
 )
 def test_bad_arguments_are_named(line: bytes, words: str) -> None:

@@ -356,6 +356,8 @@ def _image(args: Args) -> dict[str, Any]:
         args.known.append("data")
         if not image["path"].startswith("/"):
             raise args.fail(f"path must be absolute (it is read by the daemon), not {image['path'][:200]!r}")
+        if "\0" in image["path"]:
+            raise args.fail("path holds a NUL character: no file has such a name")
     mime = args.text("mime", required=False, max_len=64)
     if mime is not None and mime not in IMAGE_MIMES:
         raise args.fail(f"mime {mime[:64]!r} is not supported; use one of {', '.join(IMAGE_MIMES)}")
