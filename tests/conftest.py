@@ -8,9 +8,11 @@ the process shares it: a test writes the microphone script, runs, and reads the 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture
 def sound_card() -> VirtualSoundCard:
     return CARD
+
+
+@pytest.fixture
+def sockdir() -> Iterator[str]:
+    """A short directory for a control socket (paths are limited to 107 bytes), reachable by other users."""
+    directory = tempfile.mkdtemp(prefix="ev-ctl-")
+    os.chmod(directory, 0o755)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 _speech_cache: dict[tuple[str, int], np.ndarray] = {}

@@ -193,3 +193,8 @@ class Served:
     server: ControlServer
     device: FakeDevice
     path: str
+
+
+def run(coro: Any, timeout: float = 30.0) -> Any:
+    """Run a test's coroutine, failing it after `timeout` seconds rather than hanging the suite."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))

@@ -11,28 +11,14 @@ import re
 import shutil
 import signal
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from control_fake import Served, serving
+from control_fake import Served, run, serving
 
 DOC = Path(__file__).parent.parent / "docs" / "control-protocol.md"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 300  # 77 kB: more than one line can carry
-
-
-@pytest.fixture
-def sockdir() -> Iterator[str]:
-    directory = tempfile.mkdtemp(prefix="ev-ctl-")
-    os.chmod(directory, 0o755)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-def run(coro: Any, timeout: float = 30.0) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 async def ctl(path: str, *args: str, python: str = sys.executable, **kwargs: Any) -> tuple[int, str, str]:

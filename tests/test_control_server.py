@@ -8,14 +8,11 @@ import base64
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from control_fake import FakeDevice, LineClient, serving
+from control_fake import FakeDevice, LineClient, run, serving
 
 from edgevoice.control.api import ControlError
 from edgevoice.control.client import ControlClient
@@ -23,19 +20,6 @@ from edgevoice.control.protocol import MAX_LINE
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 JPEG = b"\xff\xd8\xff\xe0" + os.urandom(150_000)
-
-
-@pytest.fixture
-def sockdir() -> Iterator[str]:
-    """A short directory (socket paths are limited to 107 bytes), reachable by other users."""
-    directory = tempfile.mkdtemp(prefix="ev-ctl-")
-    os.chmod(directory, 0o755)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-def run(coro: Any, timeout: float = 20.0) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 # ---- every command ----------------------------------------------------------------------------------
