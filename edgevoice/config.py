@@ -11,6 +11,7 @@ allowed. The API key never lives here: see `edgevoice.realtime.credentials`.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import os
 import re
@@ -26,7 +27,8 @@ from edgevoice.control.settings import ControlSettings
 from edgevoice.hw.gestures import gesture_problems
 from edgevoice.hw.profiles import Profile, ProfileError, load_profile
 from edgevoice.hw.settings import ButtonSettings, HardwareSettings, LedSettings
-from edgevoice.realtime.settings import KNOWN_MODELS, RealtimeSettings, UsageSettings
+from edgevoice.realtime import models
+from edgevoice.realtime.settings import RealtimeSettings, UsageSettings
 
 DEFAULT_PATH = Path("/etc/edgevoice/config.toml")
 TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -228,7 +230,7 @@ def _check_combinations(config: Config, source: str) -> None:
             f"{source}: [realtime] url = {rt.url!r}: must start with wss:// (or ws:// for a local emulator)"
         )
     if not rt.model.strip():
-        raise ConfigError(f"{source}: [realtime] model is empty; use one of {', '.join(KNOWN_MODELS)}")
+        raise ConfigError(f"{source}: [realtime] model is empty; use one of {', '.join(models.current_models())}")
     if not rt.voice.strip():
         raise ConfigError(f"{source}: [realtime] voice is empty; use e.g. 'marin' or 'cedar'")
     audio = config.audio
@@ -300,23 +302,45 @@ def _check_hardware(config: Config, source: str) -> None:
         seen[pin] = what
 
 
-def config_warnings(config: Config) -> list[str]:
+def config_warnings(config: Config, today: datetime.date | None = None) -> list[str]:
     """Things that work but deserve an operator's attention (logged at start, shown by doctor)."""
-    warnings = []
     rt = config.realtime
-    if rt.model not in KNOWN_MODELS:
-        warnings.append(
-            f"[realtime] model {rt.model!r} is not one edgevoice was tested with ({', '.join(KNOWN_MODELS)})"
-        )
-    if rt.model in ("gpt-realtime", "gpt-realtime-mini"):
-        warnings.append(
-            f"[realtime] model {rt.model!r} has an announced shutdown date (2027-01-20); plan a move to gpt-realtime-2"
-        )
-    if rt.reasoning_effort and not rt.model.startswith("gpt-realtime-2"):
-        warnings.append(f"[realtime] reasoning_effort is ignored: {rt.model!r} is not a reasoning model")
+    warnings = _model_warnings(config, today or datetime.date.today())
     if rt.turn_detection.type == "none" and not any(b.enabled for b in button_sections(config).values()):
         warnings.append(
             "push-to-talk ([realtime.turn_detection] type = 'none') with no button enabled: wire one and set "
             "[button] enabled = true and pin, or use server_vad"
+        )
+    return warnings
+
+
+def _model_warnings(config: Config, today: datetime.date) -> list[str]:
+    """What the model catalogue says about the configured model: unknown, shut down (soon), no reasoning."""
+    rt = config.realtime
+    model = models.find(rt.model)
+    if model is None:
+        warning = (
+            f"[realtime] model {rt.model!r} is not in edgevoice's model catalogue "
+            f"({', '.join(models.current_models())}, ...); it is used as given"
+        )
+        if not any(price.model == rt.model for price in config.usage.prices):
+            warning += (
+                f", and its cost counts as 0 until you give its prices in [[usage.prices]] (model = {rt.model!r})"
+            )
+        if rt.reasoning_effort:
+            warning += "; reasoning_effort is sent as set (remove it if the server rejects it)"
+        return [warning]
+    warnings = []
+    shutdown = models.shutdown_of(rt.model)
+    if shutdown is not None:
+        when = "was due to shut down" if shutdown.date <= today else "has an announced shutdown"
+        warnings.append(
+            f"[realtime] model {rt.model!r} {when} on {shutdown.date.isoformat()}; "
+            f"move to {shutdown.replacement!r} (see docs/configuration.md, Models)"
+        )
+    if rt.reasoning_effort and not model.reasoning:
+        warnings.append(
+            f"[realtime] reasoning_effort is ignored: {rt.model!r} is not a reasoning model "
+            f"(these are: {', '.join(models.reasoning_models())})"
         )
     return warnings

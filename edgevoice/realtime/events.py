@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from edgevoice.realtime import models
 from edgevoice.realtime.settings import RealtimeSettings
 
 PCM_RATE = 24000
@@ -65,7 +66,8 @@ def session_update(settings: RealtimeSettings, tools: list[dict[str, Any]] | Non
         "instructions": settings.instructions,
         "audio": {"input": audio_in, "output": {"format": audio_format, "voice": settings.voice}},
     }
-    if settings.reasoning_effort and settings.model.startswith("gpt-realtime-2"):
+    # A model the catalogue does not know (an Azure deployment, a newer model) gets the effort as configured.
+    if settings.reasoning_effort and models.takes_reasoning(settings.model) is not False:
         session["reasoning"] = {"effort": settings.reasoning_effort}
     if tools is not None:
         session["tools"] = tools

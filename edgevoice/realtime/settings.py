@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-KNOWN_MODELS = ("gpt-realtime-2", "gpt-realtime", "gpt-realtime-mini")
-
 
 @dataclass(frozen=True)
 class TurnDetectionSettings:
@@ -56,7 +54,7 @@ class ToolSettings:
 class RealtimeSettings:
     url: str = "wss://api.openai.com/v1/realtime"
     provider: Literal["openai", "azure"] = "openai"
-    model: str = "gpt-realtime-2"
+    model: str = "gpt-realtime-2"  # the models edgevoice knows: edgevoice.realtime.models
     voice: str = "marin"
     instructions: str = "You are the voice of a friendly kiosk. Answer in one or two short spoken sentences."
     audio_format: Literal["pcm16"] = "pcm16"

@@ -1,9 +1,10 @@
 """Token usage and its estimated cost, per session and per day, and the daily budget.
 
 Every `response.done` carries the tokens the response used (earlier turns are billed again as input on every
-response, cached at a lower rate). The meter prices them with the published per-model rates (overridable in
-`[[usage.prices]]`), keeps the session's and the day's totals, and says when the day's budget is spent. The
-day's totals are saved in the state directory so a restart does not reset the budget.
+response, cached at a lower rate). The meter prices them with the rates of the model catalogue
+(`edgevoice.realtime.models`, overridable in `[[usage.prices]]`), keeps the session's and the day's totals,
+and says when the day's budget is spent. The day's totals are saved in the state directory so a restart does
+not reset the budget.
 """
 
 from __future__ import annotations
@@ -18,16 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgevoice.realtime.models import price_for
 from edgevoice.realtime.settings import ModelPrice, UsageSettings
 
 log = logging.getLogger(__name__)
-
-# USD per million tokens, from the model pages of developers.openai.com (checked 2026-11).
-PUBLISHED_PRICES: dict[str, ModelPrice] = {
-    "gpt-realtime-2": ModelPrice("gpt-realtime-2", 4.00, 0.40, 32.00, 0.40, 5.00, 24.00, 64.00),
-    "gpt-realtime": ModelPrice("gpt-realtime", 4.00, 0.40, 32.00, 0.40, 5.00, 16.00, 64.00),
-    "gpt-realtime-mini": ModelPrice("gpt-realtime-mini", 0.60, 0.06, 10.00, 0.30, 0.80, 2.40, 20.00),
-}
 
 
 @dataclass
@@ -94,10 +89,11 @@ class UsageMeter:
     ) -> None:
         self.settings = settings
         self.model = model
-        prices = {**PUBLISHED_PRICES, **{p.model: p for p in settings.prices}}
-        self.price = prices.get(model)
+        self.price = price_for(model, settings.prices)
         if self.price is None:
-            log.warning("no price known for model %r: costs are reported as 0 (add it in [[usage.prices]])", model)
+            log.warning(
+                "no price known for model %r: costs are reported as 0; give its prices in [[usage.prices]]", model
+            )
         self._today = today
         state_dir = settings.state_dir or environ.get("STATE_DIRECTORY", "").split(":")[0]
         self._state_file = Path(state_dir) / "usage.json" if state_dir else None
