@@ -21,7 +21,7 @@ from typing import Any
 
 from edgevoice.realtime.credentials import StaticSecret
 from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
-from edgevoice.realtime.manager import LinkStatus, SessionManager
+from edgevoice.realtime.manager import Clockwork, LinkStatus, ManagerHooks, SessionManager
 from edgevoice.realtime.retry import RetryPolicy
 from edgevoice.realtime.session import SessionError
 from edgevoice.realtime.settings import (
@@ -30,7 +30,6 @@ from edgevoice.realtime.settings import (
     TranscriptionSettings,
     TurnDetectionSettings,
 )
-from edgevoice.realtime.tools import ToolRegistry
 
 DEFAULTS = ReconnectSettings()
 
@@ -62,9 +61,7 @@ def manager_for(url: str, links: list[LinkStatus], key: str = "k", **kwargs: Any
     return SessionManager(
         settings(url, kwargs.pop("reconnect", DEFAULTS)),
         StaticSecret(key),
-        tools=ToolRegistry(),
-        on_event=lambda event: None,
-        on_link=links.append,
+        ManagerHooks(on_link=links.append),
         **kwargs,
     )
 
@@ -162,7 +159,7 @@ async def schedule(fault: str, minutes: float = 10.0) -> list[tuple[float, str]]
         clock = VirtualClock()
         links: list[LinkStatus] = []
         key = "a-revoked-key" if fault == "bad key" else "the-right-key"
-        manager = manager_for(emulator.url, links, key=key, clock=clock, sleep=clock.sleep)
+        manager = manager_for(emulator.url, links, key=key, clockwork=Clockwork(clock=clock, sleep=clock.sleep))
         if fault == "outage":
             emulator.fail_handshakes(503, count=100000)
         task = asyncio.create_task(manager.run())

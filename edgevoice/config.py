@@ -24,11 +24,13 @@ from typing import Any, Literal
 
 from edgevoice.audio.settings import AudioSettings
 from edgevoice.control.settings import ControlSettings
+from edgevoice.conversation.settings import ConversationSettings
 from edgevoice.hw.gestures import gesture_problems
 from edgevoice.hw.profiles import Profile, ProfileError, load_profile
 from edgevoice.hw.settings import ButtonSettings, HardwareSettings, LedSettings
 from edgevoice.realtime import models
 from edgevoice.realtime.settings import RealtimeSettings, UsageSettings
+from edgevoice.realtime.urls import is_loopback_url
 
 DEFAULT_PATH = Path("/etc/edgevoice/config.toml")
 TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -36,17 +38,6 @@ TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 class ConfigError(Exception):
     """The configuration is unusable; the message says where and what to write instead."""
-
-
-@dataclass(frozen=True)
-class ConversationSettings:
-    """How long a conversation (and its Realtime session, with its context) lives."""
-
-    idle_timeout_s: float = field(default=60.0, metadata={"min": 5.0, "max": 3600.0})
-    follow_up_s: float = field(default=8.0, metadata={"min": 0.0, "max": 120.0})
-    keep_warm: bool = False  # connect at start instead of at the first press
-    max_turn_s: float = field(default=60.0, metadata={"min": 1.0, "max": 600.0})
-    outage_buffer_s: float = field(default=10.0, metadata={"min": 0.0, "max": 120.0})
 
 
 @dataclass(frozen=True)
@@ -229,6 +220,11 @@ def _check_combinations(config: Config, source: str) -> None:
         raise ConfigError(
             f"{source}: [realtime] url = {rt.url!r}: must start with wss:// (or ws:// for a local emulator)"
         )
+    if rt.url.startswith("ws://") and not is_loopback_url(rt.url):
+        raise ConfigError(
+            f"{source}: [realtime] url = {rt.url!r}: ws:// would send the API key unencrypted; use wss:// "
+            "(ws:// is only for this machine: 127.0.0.1, ::1 or localhost)"
+        )
     if not rt.model.strip():
         raise ConfigError(f"{source}: [realtime] model is empty; use one of {', '.join(models.current_models())}")
     if not rt.voice.strip():
@@ -255,8 +251,12 @@ def _check_combinations(config: Config, source: str) -> None:
             raise ConfigError(
                 f"{source}: [[realtime.tools]] {tool.name!r} needs a command (the program that serves it)"
             )
-    if rt.token_url and not rt.token_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-        raise ConfigError(f"{source}: [realtime] token_url = {rt.token_url!r}: must be https:// (or a local http URL)")
+    local_http = rt.token_url.startswith("http://") and is_loopback_url(rt.token_url)
+    if rt.token_url and not (rt.token_url.startswith("https://") or local_http):
+        raise ConfigError(
+            f"{source}: [realtime] token_url = {rt.token_url!r}: must be https:// "
+            "(http:// only to this machine: 127.0.0.1, ::1 or localhost)"
+        )
     _check_hardware(config, source)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from edgevoice.control.api import BAD_REQUEST, BUSY, INVALID_STATE, ControlError, EventListener, ToolCallHandler
-from edgevoice.conversation import NotNow
+from edgevoice.conversation.ports import NotNow
 from edgevoice.realtime.tools import Tool
 
 if TYPE_CHECKING:

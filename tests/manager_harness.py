@@ -17,9 +17,10 @@ import numpy as np
 from conformance import validate_client_event, validate_server_event
 
 from edgevoice.realtime import events as ev
-from edgevoice.realtime.credentials import StaticSecret
+from edgevoice.realtime.carryover import CarryOver
+from edgevoice.realtime.credentials import SecretSource, StaticSecret
 from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
-from edgevoice.realtime.manager import LinkStatus, SecretSource, SessionManager
+from edgevoice.realtime.manager import LinkStatus, ManagerHooks, SessionManager
 from edgevoice.realtime.settings import (
     RealtimeSettings,
     ReconnectSettings,
@@ -85,16 +86,19 @@ class Managed:
             transcription=TranscriptionSettings(model="gpt-4o-mini-transcribe"),
             reconnect=self.reconnect,
         )
-        self.manager = SessionManager(
-            settings,
-            self._secrets or StaticSecret(KEY),
-            tools=self.tools,
+        hooks = ManagerHooks(
             on_event=self._record,
             on_link=self.links.append,
             emit=self.notices.append,
-            usage=self.usage,
             between_turns=self._between_turns,
-            outage_buffer_s=self._outage_buffer_s,
+        )
+        self.manager = SessionManager(
+            settings,
+            self._secrets or StaticSecret(KEY),
+            hooks,
+            tools=self.tools,
+            usage=self.usage,
+            carry_over=CarryOver(self._outage_buffer_s),
         )
         self._task = asyncio.create_task(self.manager.run())
         self.manager.connect()

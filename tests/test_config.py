@@ -62,6 +62,10 @@ def test_values_are_read_into_nested_sections() -> None:
         ("[realtime]\nturn_detection = 'none'", r"\[realtime\] turn_detection = 'none': expected a table"),
         ("[realtime]\nurl = 'http://x'", r"\[realtime\] url = 'http://x': must start with wss://"),
         ("[realtime]\nmodel = ' '", r"\[realtime\] model is empty"),
+        ("[realtime]\nurl = 'ws://api.openai.com/v1/realtime'", r"ws:// would send the API key unencrypted"),
+        ("[realtime]\nurl = 'ws://localhost.attacker.example/v1'", r"ws:// would send the API key unencrypted"),
+        ("[realtime]\ntoken_url = 'http://localhost.attacker.example/t'", r"token_url = .*: must be https://"),
+        ("[realtime]\ntoken_url = 'http://10.0.0.2/t'", r"http:// only to this machine"),
         ("[leds]\npin = 17", r"\[button\] pin and \[leds\] pin are both 17"),
         ("[buttons.mute]\npin = 17", r"\[button\] pin and \[buttons.mute\] pin are both 17"),
         ("[buttons.mute]\npinn = 5", r"unknown key \[buttons.mute\] pinn \(did you mean 'pin'\?\)"),
@@ -89,6 +93,13 @@ def test_values_are_read_into_nested_sections() -> None:
 def test_bad_values_name_the_file_the_key_and_what_is_allowed(text: str, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
         parse_config(text, "c.toml")
+
+
+def test_plain_ws_and_http_are_accepted_to_this_machine_only() -> None:
+    config = parse_config(
+        "[realtime]\nurl = 'ws://[::1]:8765/v1/realtime'\ntoken_url = 'http://127.0.0.1:8080/token'", "c.toml"
+    )
+    assert config.realtime.url.startswith("ws://[::1]") and config.realtime.token_url.startswith("http://127.0.0.1")
 
 
 def test_extra_buttons_and_a_vad_mapping() -> None:

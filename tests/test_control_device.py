@@ -253,5 +253,5 @@ def test_garbage_on_the_socket_never_stops_the_device_or_other_controllers(sound
 
     device, (before, after) = run({"card": sound_card, "mic": silence(30)}, scenario)
     assert after > before + 0.2  # the audio path kept running
-    assert device.daemon is not None and device.daemon.audio is not None
-    assert device.daemon.audio.capture.dropped == 0  # and never fell behind
+    assert device.daemon is not None and device.daemon.sound is not None
+    assert device.daemon.sound.capture.dropped == 0  # and never fell behind

@@ -6,21 +6,30 @@ from typing import Any
 
 import numpy as np
 
-from edgevoice.config import ConversationSettings
-from edgevoice.conversation import Conversation, State
+from edgevoice.audio.preroll import PreRollBuffer
+from edgevoice.conversation.machine import Conversation
+from edgevoice.conversation.settings import ConversationSettings
+from edgevoice.conversation.state import State
 from edgevoice.realtime import events as ev
+from edgevoice.realtime.responses import ResponseTracker
 
 FRAME = np.zeros(480, np.int16)
 
 
 class Recorder:
-    """Uplink + Link + Playback that record what the conversation asked of them."""
+    """Link + Playback that record what the conversation asked of them. The response lifecycle is the real
+    `ResponseTracker`, fed as the session manager feeds it (a request goes out as soon as none is in flight)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
         self.playing = False
         self.played = 0.0
         self.received = 0.0
+        self.item: str | None = None
+        self.responses = ResponseTracker()
+
+    def _pump(self) -> None:
+        self.responses.next_request(0.0)
 
     # Uplink
     def append_audio(self, frame: np.ndarray) -> None:
@@ -34,6 +43,8 @@ class Recorder:
 
     def create_response(self, instructions: str | None = None) -> None:
         self.calls.append(("response.create",) if instructions is None else ("response.create", instructions))
+        self.responses.want(instructions)
+        self._pump()
 
     def send_text(self, text: str) -> None:
         self.calls.append(("text", text))
@@ -41,10 +52,12 @@ class Recorder:
     def send_image(self, image_url: str, prompt: str | None = None) -> None:
         self.calls.append(("image", image_url[:20], prompt))
 
-    def cancel_response(self) -> None:
-        self.calls.append(("response.cancel",))
+    def cancel_response(self, *, server_cancels: bool = False) -> None:
+        if not server_cancels:
+            self.calls.append(("response.cancel",))
+        self.responses.cancel(server_cancels=server_cancels)
 
-    def truncate(self, item_id: str, audio_end_ms: int) -> None:
+    def truncate(self, item_id: str, audio_end_ms: int, received_ms: float) -> None:
         self.calls.append(("truncate", item_id, audio_end_ms))
 
     # Link
@@ -55,6 +68,8 @@ class Recorder:
 
     def disconnect(self, *, forget: bool = True) -> None:
         self.calls.append(("disconnect", forget))
+        if forget:
+            self.responses.forget()
 
     def refusal(self) -> str | None:
         return self.refused
@@ -62,10 +77,12 @@ class Recorder:
     # Playback
     def push(self, item_id: str, samples: np.ndarray) -> None:
         self.playing = True
+        self.item = item_id
         self.received += len(samples) / 24
 
     def stop(self) -> float:
         self.playing = False
+        self.item = None
         self.calls.append(("stop",))
         return 0.0
 
@@ -81,6 +98,19 @@ class Recorder:
 
     def names(self) -> list[str]:
         return [c[0] for c in self.calls]
+
+    def server(self, conv: Conversation, event: ev.ServerEvent) -> None:
+        """A server event, through the response lifecycle first, as the session manager passes it on."""
+        match event:
+            case ev.ResponseCreated(response_id=rid):
+                self.responses.on_created(rid)
+            case ev.AudioDelta(response_id=rid):
+                self.responses.on_audio(rid)
+            case ev.ResponseDone(response_id=rid, status=status, function_calls=calls):
+                self.responses.on_done(rid, called_tools=bool(calls), completed=status == "completed")
+        conv.on_server_event(event)
+        if isinstance(event, ev.ResponseDone):
+            self._pump()
 
 
 class Clock:
@@ -114,13 +144,21 @@ def talk(conv: Conversation, rec: Recorder, frames: int = 10) -> None:
     conv.on_button_released()
 
 
+def mic(conv: Conversation, preroll: PreRollBuffer, clock: Clock) -> None:
+    """A microphone frame, as the daemon hands it on: to the conversation while it streams, else the pre-roll."""
+    if conv.streaming:
+        conv.on_mic_frame(FRAME)
+    elif not conv.muted:
+        preroll.add(FRAME, clock.now)
+
+
 def states(emitted: list[dict[str, Any]]) -> list[str]:
     return [e["state"] for e in emitted if e["event"] == "state"]
 
 
 def answer(conv: Conversation, rec: Recorder, response: str = "r1", item: str = "a1") -> None:
-    conv.on_server_event(ev.ResponseCreated(response))
-    conv.on_server_event(ev.AudioDelta(response, item, np.ones(2400, np.int16)))
+    rec.server(conv, ev.ResponseCreated(response))
+    rec.server(conv, ev.AudioDelta(response, item, np.ones(2400, np.int16)))
     conv.on_playback_started(item)
 
 
@@ -142,7 +180,7 @@ def test_push_to_talk_turn_streams_from_the_press_and_commits_on_release() -> No
     answer(conv, rec)
     assert conv.state == State.SPEAKING
     assert next(e for e in emitted if e["event"] == "latency")["ms"] == 300
-    conv.on_server_event(ev.ResponseDone("r1", "completed"))
+    rec.server(conv, ev.ResponseDone("r1", "completed"))
     assert conv.state == State.SPEAKING  # still playing
     rec.playing = False
     conv.on_playback_drained()
@@ -188,7 +226,7 @@ def test_press_while_speaking_interrupts_truncates_to_what_was_played_and_starts
     assert conv.state == State.LISTENING
     # late audio of the interrupted response is dropped
     before = rec.received
-    conv.on_server_event(ev.AudioDelta("r1", "a1", np.ones(2400, np.int16)))
+    rec.server(conv, ev.AudioDelta("r1", "a1", np.ones(2400, np.int16)))
     assert rec.received == before
     assert any(e["event"] == "interrupted" and e["played_ms"] == 40 for e in emitted)
 
@@ -204,7 +242,7 @@ def test_truncate_is_clamped_to_what_was_received_and_skipped_after_playback() -
     conv, rec, _, _ = make()
     talk(conv, rec)
     answer(conv, rec)
-    conv.on_server_event(ev.ResponseDone("r1", "completed"))
+    rec.server(conv, ev.ResponseDone("r1", "completed"))
     rec.playing = False
     conv.on_playback_drained()
     conv.on_button_pressed()
@@ -217,19 +255,19 @@ def test_server_vad_conversation_follow_up_and_barge_in() -> None:
     conv.on_link("up")
     assert conv.state == State.LISTENING
     conv.on_button_released()  # ignored in VAD mode
-    conv.on_server_event(ev.SpeechStarted("u1", 100))
-    conv.on_server_event(ev.SpeechStopped("u1", 900))
+    rec.server(conv, ev.SpeechStarted("u1", 100))
+    rec.server(conv, ev.SpeechStopped("u1", 900))
     assert conv.state == State.THINKING
     answer(conv, rec)
     conv.on_mic_frame(FRAME)  # streams while speaking, so the server hears a barge-in
     assert rec.names()[-1] == "append"
     rec.played = 50.0
-    conv.on_server_event(ev.SpeechStarted("u2", 2000))
+    rec.server(conv, ev.SpeechStarted("u2", 2000))
     assert conv.state == State.LISTENING and ("truncate", "a1", 50) in rec.calls
     assert "response.cancel" not in rec.names()  # interrupt_response: the server cancels by itself
-    conv.on_server_event(ev.SpeechStopped("u2", 2600))
+    rec.server(conv, ev.SpeechStopped("u2", 2600))
     answer(conv, rec, "r2", "a2")
-    conv.on_server_event(ev.ResponseDone("r2", "completed"))
+    rec.server(conv, ev.ResponseDone("r2", "completed"))
     rec.playing = False
     conv.on_playback_drained()
     assert conv.state == State.LISTENING  # follow-up window
@@ -315,7 +353,7 @@ def test_a_drop_while_idle_waits_for_the_next_press_and_keeps_the_context() -> N
     conv, rec, _emitted, _ = make()
     talk(conv, rec)
     answer(conv, rec)
-    conv.on_server_event(ev.ResponseDone("r1", "completed"))
+    rec.server(conv, ev.ResponseDone("r1", "completed"))
     rec.playing = False
     conv.on_playback_drained()
     conv.on_link("down", "connection lost")
@@ -337,9 +375,9 @@ def test_the_daily_budget_stops_new_conversations_until_it_resets() -> None:
 def test_a_tool_call_keeps_the_device_thinking_until_the_answer_plays() -> None:
     conv, rec, emitted, _ = make()
     talk(conv, rec)
-    conv.on_server_event(ev.ResponseCreated("r1"))
-    conv.on_server_event(ev.FunctionCall("r1", "fc1", "call_1", "battery", "{}"))
-    conv.on_server_event(ev.ResponseDone("r1", "completed", function_calls=("call_1",)))
+    rec.server(conv, ev.ResponseCreated("r1"))
+    rec.server(conv, ev.FunctionCall("r1", "fc1", "call_1", "battery", "{}"))
+    rec.server(conv, ev.ResponseDone("r1", "completed", function_calls=("call_1",)))
     assert conv.state == State.THINKING
     assert any(e["event"] == "tool_call" and e["name"] == "battery" for e in emitted)
     answer(conv, rec, "r2", "a2")
@@ -350,7 +388,7 @@ def test_an_answer_cut_by_a_lost_connection_plays_what_arrived_then_ends() -> No
     conv, rec, emitted, _ = make()
     talk(conv, rec)
     answer(conv, rec)
-    conv.on_server_event(ev.ResponseDone("r1", "failed", None, "connection_lost", "the connection dropped"))
+    rec.server(conv, ev.ResponseDone("r1", "failed", None, "connection_lost", "the connection dropped"))
     assert conv.state == State.SPEAKING
     rec.playing = False
     conv.on_playback_drained()
@@ -359,14 +397,14 @@ def test_an_answer_cut_by_a_lost_connection_plays_what_arrived_then_ends() -> No
 
 
 def test_between_turns_tells_when_a_session_can_be_swapped() -> None:
-    conv, _rec, _, _ = make(push_to_talk=False)
+    conv, rec, _, _ = make(push_to_talk=False)
     assert conv.between_turns
     conv.on_button_pressed()
     conv.on_link("up")
     assert conv.between_turns  # listening, nobody talking
-    conv.on_server_event(ev.SpeechStarted("u1", 0))
+    rec.server(conv, ev.SpeechStarted("u1", 0))
     assert not conv.between_turns
-    conv.on_server_event(ev.SpeechStopped("u1", 500))
+    rec.server(conv, ev.SpeechStopped("u1", 500))
     assert not conv.between_turns  # thinking
 
 
@@ -384,8 +422,8 @@ def test_a_stuck_button_ends_the_turn_after_max_turn_s() -> None:
 def test_failed_response_is_reported_and_the_device_returns_to_idle() -> None:
     conv, rec, emitted, _ = make()
     talk(conv, rec)
-    conv.on_server_event(ev.ResponseCreated("r1"))
-    conv.on_server_event(ev.ResponseDone("r1", "failed", None, "rate_limit_exceeded", "slow down"))
+    rec.server(conv, ev.ResponseCreated("r1"))
+    rec.server(conv, ev.ResponseDone("r1", "failed", None, "rate_limit_exceeded", "slow down"))
     assert conv.state == State.IDLE
     assert any(e["event"] == "error" and e["code"] == "rate_limit_exceeded" for e in emitted)
 
@@ -417,16 +455,19 @@ def test_end_forgets_the_conversation_even_mid_answer() -> None:
 
 
 def test_mute_cuts_the_microphone_and_shows_at_all_times() -> None:
-    conv, rec, emitted, _ = make()
+    conv, rec, emitted, clock = make()
+    preroll = conv.preroll = PreRollBuffer()
+    mic(conv, preroll, clock)  # before the press: into the pre-roll
     conv.on_button_pressed()
     conv.on_link("up")
-    conv.on_mic_frame(FRAME)
+    mic(conv, preroll, clock)
     conv.set_muted(True)
     assert conv.state == State.MUTED and conv.phase == State.IDLE and rec.names()[-1] == "clear"
     appended = rec.names().count("append")
-    conv.on_mic_frame(FRAME)
+    mic(conv, preroll, clock)
     conv.on_button_pressed()  # refused: unmute first
-    conv.on_mic_frame(FRAME)
+    mic(conv, preroll, clock)
+    clock.now += 0.1
     assert rec.names().count("append") == appended and conv.state == State.MUTED
     assert {"event": "mute", "muted": True} in emitted
     conv.set_muted(False)
@@ -438,13 +479,16 @@ def test_mute_cuts_the_microphone_and_shows_at_all_times() -> None:
 def test_push_to_talk_starts_from_the_moment_of_the_press() -> None:
     """A hold is only known after hold_ms: the pre-roll supplies the audio from the press on."""
     conv, rec, _, clock = make()
+    preroll = conv.preroll = PreRollBuffer()
     conv.on_link("up")
     for _ in range(20):  # 400 ms of room noise before the press
         clock.now += 0.02
-        conv.on_mic_frame(FRAME)
+        mic(conv, preroll, clock)
     pressed_at = clock.now
     for _ in range(12):  # the first 240 ms of speech, before the hold is recognised
         clock.now += 0.02
-        conv.on_mic_frame(FRAME)
+        mic(conv, preroll, clock)
     conv.on_button_pressed(pressed_at=pressed_at)
     assert rec.names().count("append") == 12  # exactly the frames since the press, none from before
+    mic(conv, preroll, clock)
+    assert rec.names().count("append") == 13  # then the stream, and nothing twice

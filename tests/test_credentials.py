@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 from pathlib import Path
 
 import pytest
 
-from edgevoice.realtime.credentials import CredentialsError, load_api_key
+from edgevoice.realtime.credentials import (
+    LOCAL_PLACEHOLDER,
+    CredentialsError,
+    EphemeralSecrets,
+    MissingSecret,
+    load_api_key,
+    secrets_for,
+)
+from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
+from edgevoice.realtime.session import RealtimeSession
+from edgevoice.realtime.settings import RealtimeSettings, TranscriptionSettings
+from edgevoice.realtime.urls import is_loopback_host, is_loopback_url
 from edgevoice.system import logs
 
 KEY = "sk-test-" + "a1B2c3D4" * 4
@@ -58,3 +71,60 @@ def test_log_records_are_scrubbed_of_secrets(capsys: pytest.CaptureFixture[str])
     assert KEY not in err and "plainsecret123" not in err and "abcdefgh12345" not in err
     assert err.count("<redacted>") >= 5
     logging.getLogger().handlers.clear()
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("LOCALHOST.", True),
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost.attacker.example", False),
+        ("127.0.0.1.nip.io", False),
+        ("api.openai.com", False),
+        ("10.0.0.1", False),
+        ("", False),
+    ],
+)
+def test_loopback_is_one_exact_check_of_the_host(host: str, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback
+
+
+def test_the_url_check_reads_the_host_not_a_prefix() -> None:
+    assert is_loopback_url("ws://127.0.0.1:8765/v1/realtime")
+    assert is_loopback_url("ws://[::1]:8765/v1/realtime")
+    assert not is_loopback_url("ws://localhost.attacker.example/v1/realtime")
+    assert not is_loopback_url("http://127.0.0.1@evil.example/")  # user info is not the host
+    assert not is_loopback_url("ws://[::1/v1")  # malformed: not loopback, and no exception
+
+
+def test_a_configured_key_is_always_sent_and_the_placeholder_only_without_one() -> None:
+    local = RealtimeSettings(url="ws://127.0.0.1:9/v1/realtime")
+    remote = RealtimeSettings(url="wss://api.openai.com/v1/realtime")
+    assert asyncio.run(secrets_for(local, environ={"OPENAI_API_KEY": KEY}).secret()) == KEY
+    assert asyncio.run(secrets_for(local, environ={}).secret()) == LOCAL_PLACEHOLDER
+    missing = secrets_for(remote, environ={})
+    assert isinstance(missing, MissingSecret) and "OPENAI_API_KEY" in missing.problem
+    with pytest.raises(CredentialsError):
+        asyncio.run(missing.secret())
+    tokens = secrets_for(dataclasses.replace(remote, token_url="https://tokens.example/mint"), environ={})
+    assert isinstance(tokens, EphemeralSecrets)
+
+
+def test_a_loopback_relay_that_checks_the_key_gets_it() -> None:
+    """Regression: a TLS tunnel or authenticating relay on 127.0.0.1 got the placeholder and answered 401."""
+
+    async def scenario() -> str:
+        async with RealtimeEmulator(EmulatorSettings(api_key=KEY)) as relay:  # refuses any other key (401)
+            settings = RealtimeSettings(url=relay.url, transcription=TranscriptionSettings(model=""))
+            secrets = secrets_for(settings, environ={"OPENAI_API_KEY": KEY})
+            session = RealtimeSession(settings, await secrets.secret(), lambda event: None)
+            await session.open()
+            session_id = session.session_id
+            await session.close()
+            return session_id
+
+    assert asyncio.run(scenario())

@@ -16,7 +16,7 @@ from manager_harness import KEY, Managed, run, tone_frames, with_reconnect
 from edgevoice.realtime import events as ev
 from edgevoice.realtime.credentials import StaticSecret
 from edgevoice.realtime.emulator import EmulatorSettings, FunctionCallReply, RealtimeEmulator, SpokenReply, Tone
-from edgevoice.realtime.manager import SessionManager
+from edgevoice.realtime.manager import Clockwork, ManagerHooks, SessionManager
 from edgevoice.realtime.settings import RealtimeSettings, ToolSettings, TranscriptionSettings, UsageSettings
 from edgevoice.realtime.tools import Tool, ToolRegistry, command_tool
 from edgevoice.realtime.usage import UsageMeter
@@ -429,11 +429,7 @@ def test_a_long_outage_does_not_hammer_the_server() -> None:
             manager = SessionManager(
                 RealtimeSettings(url=emulator.url, transcription=TranscriptionSettings(model="")),  # default backoff
                 StaticSecret("k"),
-                tools=ToolRegistry(),
-                on_event=lambda e: None,
-                on_link=lambda s: None,
-                clock=clock,
-                sleep=clock.sleep,
+                clockwork=Clockwork(clock=clock, sleep=clock.sleep),
             )
             task = asyncio.create_task(manager.run())
             manager.connect()
@@ -458,9 +454,7 @@ def test_azure_uses_its_ga_path_and_the_api_key_header() -> None:
                 transcription=TranscriptionSettings(model=""),
             )
             links: list[Any] = []
-            manager = SessionManager(
-                azure, StaticSecret(KEY), tools=ToolRegistry(), on_event=lambda e: None, on_link=links.append
-            )
+            manager = SessionManager(azure, StaticSecret(KEY), ManagerHooks(on_link=links.append))
             task = asyncio.create_task(manager.run())
             manager.connect()
             while not manager.is_up:

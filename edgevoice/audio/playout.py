@@ -42,6 +42,7 @@ class PlayoutBuffer:
         self._chunks: deque[tuple[ItemAccount, np.ndarray]] = deque()
         self._accounts: OrderedDict[str, ItemAccount] = OrderedDict()
         self.pending = 0  # samples queued and not yet handed on
+        self.item: str | None = None  # the item playing (the last one pushed), until playback is stopped
 
     def push(self, item_id: str, samples: np.ndarray) -> None:
         account = self._accounts.get(item_id)
@@ -50,6 +51,7 @@ class PlayoutBuffer:
             while len(self._accounts) > KEEP_ITEMS:
                 self._accounts.popitem(last=False)
         account.received += len(samples)
+        self.item = item_id
         if len(samples):
             self._chunks.append((account, samples))
             self.pending += len(samples)
@@ -78,6 +80,7 @@ class PlayoutBuffer:
         dropped = self.pending
         self._chunks.clear()
         self.pending = 0
+        self.item = None
         for account in self._accounts.values():
             if account.stopped_at is None and account.device_start is not None:
                 account.stopped_at = device_read_pos

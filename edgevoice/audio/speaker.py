@@ -97,6 +97,11 @@ class Speaker:
         return self.buffer.received_ms(item_id)
 
     @property
+    def item(self) -> str | None:
+        """The assistant item playing (the last one queued), None once playback was stopped."""
+        return self.buffer.item
+
+    @property
     def busy(self) -> bool:
         """Audio is queued or still in the device ring."""
         return self.buffer.pending > 0 or self.ring.available > 0

@@ -10,7 +10,7 @@ import urllib.parse
 from pathlib import Path
 
 from edgevoice.doctor import Context, Finding
-from edgevoice.realtime.credentials import CREDENTIAL_NAME, ApiKey, CredentialsError, load_api_key
+from edgevoice.realtime.credentials import CREDENTIAL_NAME, ApiKey, CredentialsError, load_api_key, secrets_for
 from edgevoice.realtime.session import RealtimeSession, SessionError, endpoint_for
 
 CREDSTORE = Path("/etc/credstore")  # where provision stores the key; the service gets it as a credential
@@ -97,10 +97,9 @@ async def check_handshake(ctx: Context) -> Finding:
     if not ctx.resolved:
         return Finding("realtime", "skip", f"{host} did not resolve")
     if ctx.config.realtime.token_url:  # an ephemeral secret from the operator's token service, as the daemon does
-        from edgevoice.daemon import secrets_for
-
         try:
-            key = ApiKey(await secrets_for(ctx.config).secret(), f"token service {ctx.config.realtime.token_url}")
+            secret = await secrets_for(ctx.config.realtime).secret()
+            key = ApiKey(secret, f"token service {ctx.config.realtime.token_url}")
         except Exception as exc:
             return Finding(
                 "realtime", "fail", f"no ephemeral secret: {exc}", "check [realtime] token_url and its service"

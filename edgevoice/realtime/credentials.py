@@ -5,12 +5,17 @@ Looked up in this order:
 2. the file named by `[realtime] api_key_file`, which must not be readable by group or others;
 3. the `OPENAI_API_KEY` environment variable (development).
 Or, with `[realtime] token_url`, no API key at all: `EphemeralSecrets` fetches short-lived client secrets.
+
+`secrets_for` is the policy: a token service if configured, else the API key, which is always sent when
+there is one, loopback or not (a local TLS tunnel or an authenticating relay needs it). Only when there is no
+key at all does a loopback endpoint (the emulator, a local compatible server) get the placeholder `local`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import stat
 import time
@@ -19,8 +24,15 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+
+from edgevoice.realtime.settings import RealtimeSettings
+from edgevoice.realtime.urls import is_loopback_url
+
+log = logging.getLogger(__name__)
 
 CREDENTIAL_NAME = "openai_api_key"
+LOCAL_PLACEHOLDER = "local"  # what a loopback endpoint gets when the device has no key at all
 
 
 class CredentialsError(Exception):
@@ -151,12 +163,18 @@ class StaticSecret:
 class ApiKeySecret:
     """The API key, looked up again before every connect: a key fixed on disk is used without a restart."""
 
-    def __init__(self, key_file: str = "", on_found: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        key_file: str = "",
+        on_found: Callable[[str], None] | None = None,
+        environ: Mapping[str, str] = os.environ,
+    ) -> None:
         self._key_file = key_file
         self._on_found = on_found
+        self._environ = environ
 
     async def secret(self) -> str:
-        key = await asyncio.to_thread(load_api_key, self._key_file)
+        key = await asyncio.to_thread(load_api_key, self._key_file, self._environ)
         if self._on_found is not None:
             self._on_found(key.value)
         return key.value
@@ -166,7 +184,35 @@ class MissingSecret:
     """No credentials at all: every attempt fails with the same explanation."""
 
     def __init__(self, problem: str) -> None:
-        self._problem = problem
+        self.problem = problem
 
     async def secret(self) -> str:
-        raise CredentialsError(self._problem)
+        raise CredentialsError(self.problem)
+
+
+class SecretSource(Protocol):
+    """Where the credential for the next connection comes from (an API key or an ephemeral secret)."""
+
+    async def secret(self) -> str: ...
+
+
+def secrets_for(
+    settings: RealtimeSettings,
+    on_secret: Callable[[str], None] | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> SecretSource:
+    """The credentials the session manager uses (see the module docstring for the policy)."""
+    if settings.token_url:
+        return EphemeralSecrets(settings.token_url, load_device_token(environ))
+    try:
+        key = load_api_key(settings.api_key_file, environ)
+    except CredentialsError as exc:
+        if is_loopback_url(settings.url):
+            log.info("no API key: the local endpoint %s gets a placeholder", settings.url)
+            return StaticSecret(LOCAL_PLACEHOLDER)
+        log.error("%s", exc)
+        return MissingSecret(str(exc))
+    if on_secret is not None:
+        on_secret(key.value)
+    log.info("API key from %s", key.source)
+    return ApiKeySecret(settings.api_key_file, on_secret, environ)

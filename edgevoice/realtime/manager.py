@@ -1,146 +1,138 @@
 """The session manager: one durable conversation over as many Realtime sessions as it takes.
 
 The conversation talks to the manager as if the link never failed: it appends audio, commits turns, asks for
-answers, interrupts them. Underneath, the manager
+answers, interrupts them. Underneath, the manager keeps the link alive and gives each of its jobs to one
+collaborator:
 
-- connects when a conversation wants a link, and reconnects after any loss, as `RetryPolicy` says (fast with
-  full jitter for transient failures, as the server asks for rate limits, every few minutes when a person
-  must fix something);
-- keeps what a new session needs to continue: the conversation's history (replayed as items), the audio
-  of the turn not yet acknowledged by the server (re-sent, bounded by `outage_buffer_s`), a commit not yet
-  acknowledged, an answer that was asked for but never started (asked again);
-- rolls over to a fresh session before the server's time limit, between turns, without the user noticing;
-- keeps one response in flight: `response.create` waits for the previous `response.done`, so the server
-  never answers `conversation_already_has_active_response`;
-- runs the tools the model calls and sends their outputs, then one `response.create`, after the response
-  that called them is done;
-- prices every response's usage.
+- the link's life is here: connect when a conversation wants a link, reconnect after any loss as
+  `RetryPolicy` says, roll over to a fresh session before the server's time limit, between turns;
+- `CarryOver` (carryover.py) keeps what a new session needs to continue: history, unacknowledged audio and
+  commit, events waiting for a session;
+- `ResponseTracker` (responses.py) keeps one response in flight: `response.create` waits for the previous
+  `response.done`, so the server never answers `conversation_already_has_active_response`;
+- `ToolCalls` (tool_calls.py) runs the tools the model calls and answers them after their response is done;
+- `UsageMeter` (usage.py) prices every response.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from edgevoice.realtime import events as ev
-from edgevoice.realtime.credentials import CredentialsError, TokenUnavailable
+from edgevoice.realtime.carryover import CarryOver
+from edgevoice.realtime.credentials import SecretSource
 from edgevoice.realtime.history import ConversationHistory
-from edgevoice.realtime.retry import RATE_LIMIT_CODES, RetryPolicy, retry_after_from_message
+from edgevoice.realtime.link import LinkStatus, SessionLink
+from edgevoice.realtime.responses import ResponseTracker
+from edgevoice.realtime.retry import RATE_LIMIT_CODES, retry_after_from_message
 from edgevoice.realtime.session import RealtimeSession, SessionError
 from edgevoice.realtime.settings import RealtimeSettings
-from edgevoice.realtime.tools import ToolRegistry, run_tool
+from edgevoice.realtime.tool_calls import ToolCalls
+from edgevoice.realtime.tools import ToolRegistry
 from edgevoice.realtime.usage import UsageMeter
 
 log = logging.getLogger(__name__)
 
-MIN_COMMIT_MS = 100
-BUSY_FALLBACK_S = 15.0  # if the server said "busy" and then never finished a response, try again anyway
-ROLLOVER_RETRY_S = 30.0
+REFUSED_FALLBACK_S = 15.0  # the server refused our answer as busy and then never finished its own: ask anyway
+
+__all__ = ["Clockwork", "LinkStatus", "ManagerHooks", "SecretSource", "SessionManager"]
 
 
-class SecretSource(Protocol):
-    async def secret(self) -> str: ...
+def _ignore(_: Any) -> None:
+    pass
 
 
 @dataclass(frozen=True)
-class LinkStatus:
-    state: Literal["connecting", "up", "down"]
-    message: str = ""
-    needs_person: bool = False
-    retry_in_s: float | None = None
+class ManagerHooks:
+    """How the manager talks to the device: server events and link news out, one question in."""
+
+    on_event: Callable[[ev.ServerEvent], None] = _ignore
+    on_link: Callable[[LinkStatus], None] = _ignore
+    emit: Callable[[dict[str, Any]], None] = _ignore  # device events (usage, session, notices)
+    between_turns: Callable[[], bool] = lambda: True  # may the session be swapped now?
+
+
+@dataclass(frozen=True)
+class Clockwork:
+    """Time and connections, replaceable by a virtual clock in benchmarks or a fake session in tests."""
+
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    session_factory: Callable[..., RealtimeSession] = field(default=RealtimeSession)
 
 
 class SessionManager:
+    """One durable conversation over many Realtime sessions (see the module docstring). Never blocks its callers."""
+
     def __init__(
         self,
         settings: RealtimeSettings,
         secrets: SecretSource,
+        hooks: ManagerHooks = ManagerHooks(),
         *,
-        tools: ToolRegistry,
-        on_event: Callable[[ev.ServerEvent], None],
-        on_link: Callable[[LinkStatus], None],
-        emit: Callable[[dict[str, Any]], None] = lambda event: None,
+        tools: ToolRegistry | None = None,
         usage: UsageMeter | None = None,
-        between_turns: Callable[[], bool] = lambda: True,
-        outage_buffer_s: float = 10.0,
-        frame_ms: int = 20,
-        session_factory: Callable[..., RealtimeSession] = RealtimeSession,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        carry_over: CarryOver | None = None,
+        clockwork: Clockwork = Clockwork(),
     ) -> None:
         self.settings = settings
-        self.tools = tools
-        self.history = ConversationHistory()
-        self.policy = RetryPolicy(settings.reconnect)
+        self.tools = tools or ToolRegistry()
         self.usage = usage
-        self._secrets = secrets
-        self._on_event = on_event
-        self._on_link = on_link
-        self._emit = emit
-        self._between_turns = between_turns
-        self._frame_ms = frame_ms
-        self._factory = session_factory
-        self._clock = clock
-        self._sleep = sleep
-        self._want = False
-        self._changed = asyncio.Event()
-        self._session: RealtimeSession | None = None
-        self._connected_at = 0.0
-        # what a new session needs to carry on
-        self._turn_audio: deque[np.ndarray] = deque(maxlen=max(1, int(outage_buffer_s * 1000 / frame_ms)))
-        self._lost_frames = 0
-        self._commit_pending = False
-        self._outbox: list[dict[str, Any]] = []  # events that wait for a session (tool outputs)
-        # one response in flight: None, "?" (asked, not yet created), "busy" (the server said so) or its id
-        self._response: str | None = None
-        self._response_audio = False
-        self._wanted: deque[str | None] = deque()  # answers asked for and not yet sent: their instructions
-        self._in_flight: str | None = None  # the instructions of the answer asked for last
-        self._cancel_when_created = False
-        self._hold_until = 0.0
+        self.carry = carry_over or CarryOver()
+        self.responses = ResponseTracker()
+        self.link = SessionLink(settings.reconnect, secrets, self, clock=clockwork.clock, sleep=clockwork.sleep)
+        self._hooks = hooks
+        self._clock = clockwork.clock
+        self._factory = clockwork.session_factory
         self._pump_timer: asyncio.TimerHandle | None = None
-        self._audio_ms: dict[str, float] = {}
-        # tools
-        self._tool_tasks: dict[str, list[asyncio.Task[tuple[str, str]]]] = {}
-        self._no_follow_up: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
+        self.tool_calls = ToolCalls(
+            self.tools, self.carry.history, spawn=self._spawn, send=self._send_or_keep, ask_answer=self.create_response
+        )
         self.tools.subscribe(self._tools_changed)
-        # figures
-        self.attempts = 0  # failures in a row
-        self.connects = 0
-        self.attempt_log: list[tuple[float, str]] = []  # (clock, outcome) of every attempt, for benchmarks
-        self._last_failure = ""
+
+    @property
+    def history(self) -> ConversationHistory:
+        return self.carry.history
+
+    @property
+    def _session(self) -> RealtimeSession | None:
+        return self.link.session
+
+    @property
+    def connects(self) -> int:
+        return self.link.connects
+
+    @property
+    def attempts(self) -> int:
+        """Failed attempts in a row."""
+        return self.link.attempts
+
+    @property
+    def attempt_log(self) -> list[tuple[float, str]]:
+        """(clock, outcome) of every attempt to open a session, for benchmarks."""
+        return self.link.attempt_log
 
     # ---- the link, as the conversation asks for it ----------------------------------------------------
 
     def connect(self) -> None:
         """A conversation wants a session (from now on, until disconnect)."""
-        if not self._want:
-            self._want = True
-            self._changed.set()
+        self.link.connect()
 
     def disconnect(self, *, forget: bool = True) -> None:
         """Close the session; `forget` drops the conversation too (the next one starts fresh)."""
-        self._want = False
-        self._changed.set()
+        self.link.disconnect()
         if forget:
-            self.history.clear()
-            self._turn_audio.clear()
-            self._commit_pending = False
-            self._outbox.clear()
-            self._wanted.clear()
-            for tasks in self._tool_tasks.values():
-                for task in tasks:
-                    task.cancel()
-            self._tool_tasks.clear()
+            self.carry.forget()
+            self.responses.forget()
+            self.tool_calls.forget()
 
     @property
     def session_id(self) -> str:
@@ -148,7 +140,7 @@ class SessionManager:
 
     @property
     def is_up(self) -> bool:
-        return self._session is not None and self._session.is_open
+        return self.link.is_up
 
     def refusal(self) -> str | None:
         """Why a new conversation must not start now (None: it may)."""
@@ -162,81 +154,76 @@ class SessionManager:
     # ---- the uplink: never blocks, never fails, survives reconnects ----------------------------------
 
     def append_audio(self, frame: np.ndarray) -> None:
-        if len(self._turn_audio) == self._turn_audio.maxlen and self._session is None:
-            self._lost_frames += 1  # the oldest unsent frame falls out of the outage buffer
-        self._turn_audio.append(frame)
+        self.carry.add_audio(frame, sent=self._session is not None)
         if self._session is not None:
             self._session.append_audio(frame)
 
     def commit_input(self) -> None:
-        self._commit_pending = True
+        self.carry.commit_pending = True
         if self._session is not None:
             self._session.commit_input()
 
     def clear_input(self) -> None:
-        self._turn_audio.clear()
-        self._commit_pending = False
+        self.carry.clear_turn()
         if self._session is not None:
             self._session.clear_input()
 
     def create_response(self, instructions: str | None = None) -> None:
         """Ask for an answer (sent when no other is in flight); `instructions` for this answer only."""
-        self._wanted.append(instructions)
+        self.responses.want(instructions)
         self._pump_responses()
 
     def send_image(self, image_url: str, prompt: str | None = None) -> None:
         """A picture into the conversation (not replayed after a reconnect: the history keeps text only)."""
         self._send_or_keep(ev.user_image(image_url, prompt))
 
-    def cancel_response(self) -> None:
-        """Stop the answer in flight (and any answer still waiting to be asked for)."""
-        self._wanted.clear()
-        self._no_follow_up.update(self._tool_tasks)  # tool outputs still go, but ask for no answer
-        if self._response == "?":
-            self._cancel_when_created = True
-        elif self._response not in (None, "busy") and self._session is not None:
+    def cancel_response(self, *, server_cancels: bool = False) -> None:
+        """Stop the answer in flight; unless the server cancels it itself, drop the answers still waiting too."""
+        if not server_cancels:
+            self.tool_calls.cancel_follow_ups()  # tool outputs still go, but ask for no answer
+        if self.responses.cancel(server_cancels=server_cancels) and self._session is not None:
             self._session.cancel_response()
 
-    def truncate(self, item_id: str, audio_end_ms: int) -> None:
-        self.history.on_truncate(item_id, audio_end_ms, self._audio_ms.get(item_id, 0.0))
+    def truncate(self, item_id: str, audio_end_ms: int, received_ms: float) -> None:
+        """The visitor heard `audio_end_ms` of the item's `received_ms`: cut it there, here and on the server."""
+        self.history.on_truncate(item_id, audio_end_ms, received_ms)
         if self._session is not None:
             self._session.truncate(item_id, audio_end_ms)
 
     def send_text(self, text: str) -> None:
-        """A typed user message (the control socket's `say`), kept in the history too."""
+        """A typed user message (the control socket's `say`). Without a session, the replay carries it."""
         event = ev.user_text(text)
         event["item"]["id"] = f"item_ev{int(self._clock() * 1000) % 10**12:012d}"
         self.history.add_text(event["item"]["id"], "user", text)
-        self._send_or_keep(event)
+        if self._session is not None:
+            self._session.send(event)
 
     def _send_or_keep(self, event: dict[str, Any]) -> None:
         if self._session is not None:
             self._session.send(event)
         else:
-            self._outbox.append(event)
+            self.carry.keep(event)
 
     # ---- one response in flight -----------------------------------------------------------------------
 
     def _pump_responses(self) -> None:
-        if not self._wanted or self._response is not None or self._session is None:
+        if self._session is None:
             return
-        wait = self._hold_until - self._clock()
-        if wait > 0:
-            if self._pump_timer is None:
-                self._pump_timer = asyncio.get_running_loop().call_later(wait, self._pump_after_hold)
+        now = self._clock()
+        request = self.responses.next_request(now)
+        if request is not None:
+            self._session.create_response(request.instructions)
             return
-        self._in_flight = self._wanted.popleft()
-        self._response = "?"
-        self._response_audio = False
-        self._session.create_response(self._in_flight)
+        wait = self.responses.wait_s(now)
+        if wait > 0 and self._pump_timer is None:
+            self._pump_timer = asyncio.get_running_loop().call_later(wait, self._pump_after_hold)
 
     def _pump_after_hold(self) -> None:
         self._pump_timer = None
         self._pump_responses()
 
-    def _busy_fallback(self) -> None:
-        if self._response == "busy":
-            self._response = None
+    def _refused_fallback(self) -> None:
+        if self.responses.give_up_waiting():
             self._pump_responses()
 
     # ---- events from the current session --------------------------------------------------------------
@@ -253,21 +240,14 @@ class SessionManager:
             case ev.Transcript(role=role, item_id=item_id, text=text, final=final):
                 self.history.on_text(item_id, role, text, final)
             case ev.InputCommitted():
-                self._turn_audio.clear()
-                self._commit_pending = False
+                self.carry.on_committed()
             case ev.ResponseCreated(response_id=rid):
-                self._response = rid
-                self._response_audio = False
-                if self._cancel_when_created:
-                    self._cancel_when_created = False
-                    session.cancel_response()
-            case ev.AudioDelta(item_id=item_id, samples=samples):
-                self._response_audio = True
-                self._audio_ms[item_id] = self._audio_ms.get(item_id, 0.0) + len(samples) / 24
+                if self.responses.on_created(rid):
+                    session.cancel_response()  # the visitor cancelled it before it started
+            case ev.AudioDelta(response_id=rid):
+                self.responses.on_audio(rid)
             case ev.FunctionCall():
-                self.history.add_tool_call(event.item_id, event.call_id, event.name, event.arguments)
-                task = self._spawn(self._call_tool(event), f"tool-{event.name}")
-                self._tool_tasks.setdefault(event.response_id, []).append(task)
+                self.tool_calls.start(event)
             case ev.ResponseDone():
                 self._response_done(event)
             case ev.ServerError(code="response_cancel_not_active"):
@@ -276,252 +256,101 @@ class SessionManager:
                 return
             case ev.ServerError(code="conversation_already_has_active_response"):
                 # A response we did not ask for (server VAD) is under way: ours goes after its response.done.
-                self._wanted.appendleft(self._in_flight)
-                self._response = "busy"
-                asyncio.get_running_loop().call_later(BUSY_FALLBACK_S, self._busy_fallback)
-        self._on_event(event)
+                self.responses.on_refused()
+                asyncio.get_running_loop().call_later(REFUSED_FALLBACK_S, self._refused_fallback)
+        self._hooks.on_event(event)
 
     def _response_done(self, done: ev.ResponseDone) -> None:
-        if self._response in (done.response_id, "?", "busy"):
-            self._response = None
+        self.responses.on_done(
+            done.response_id, called_tools=bool(done.function_calls), completed=done.status == "completed"
+        )
         if self.usage is not None and done.usage:
             cost = self.usage.add(done.usage)
-            self._emit(
+            self._hooks.emit(
                 {"event": "usage", "response_id": done.response_id, "usd": round(cost, 6), **self.usage.snapshot()}
             )
         if done.status == "failed":
             self._response_failed(done)
-        if done.response_id in self._tool_tasks or done.function_calls:
-            self._spawn(self._answer_tools(done.response_id, done.function_calls), "tool-outputs")
+        self.tool_calls.answer(done)
         self._pump_responses()
 
     def _response_failed(self, done: ev.ResponseDone) -> None:
         code, message = done.error_code or "", done.error_message or ""
         if code in RATE_LIMIT_CODES or "rate limit" in message.lower():
-            wait = retry_after_from_message(message) or self.policy.backoff(self.attempts + 3)
-            self._hold_until = max(self._hold_until, self._clock() + wait)
+            wait = retry_after_from_message(message) or self.link.policy.backoff(self.attempts + 3)
+            self.responses.hold(self._clock() + wait)
             log.warning("rate limited: no new answer for %.1f s (%s)", wait, message)
         elif code == "insufficient_quota" and self._session is not None:
             # Nothing will work until somebody adds credit: end the session as a fatal failure.
             self._session.fail(SessionError("quota", f"the account has no quota left: {message}"))
 
-    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """A background task the manager keeps a reference to (and cancels when it stops)."""
         task = asyncio.create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
 
-    # ---- tools ------------------------------------------------------------------------------------------
-
-    async def _call_tool(self, call: ev.FunctionCall) -> tuple[str, str]:
-        log.info("tool call %s(%s)", call.name, call.arguments[:200])
-        output = await run_tool(self.tools, call.name, call.arguments, call.call_id)
-        self.history.add_tool_output(call.call_id, output)
-        return call.call_id, output
-
-    async def _answer_tools(self, response_id: str, call_ids: tuple[str, ...]) -> None:
-        """After the calling response is done: every call's output, then one response.create."""
-        tasks = self._tool_tasks.pop(response_id, [])
-        results = dict(await asyncio.gather(*tasks)) if tasks else {}
-        for call_id in call_ids:
-            if call_id not in results:  # a call announced only in response.done: never leave it unanswered
-                results[call_id] = '{"error": "the call arrived incomplete and was not run"}'
-        for call_id, output in results.items():
-            self._send_or_keep(ev.function_call_output(call_id, output))
-        if response_id in self._no_follow_up:
-            self._no_follow_up.discard(response_id)
-        elif results:
-            self.create_response()
-
     def _tools_changed(self) -> None:
         if self._session is not None:
             self._session.send(ev.tools_update(self.tools.declarations()))
 
-    # ---- the connection's life --------------------------------------------------------------------------
+    # ---- the link's life (SessionLink asks) ---------------------------------------------------------
 
     async def run(self) -> None:
         """Keep a session while one is wanted; runs until cancelled."""
         try:
-            while True:
-                if not self._want:
-                    self._changed.clear()
-                    await self._changed.wait()
-                    continue
-                error = await self._open()
-                was_up = error is None
-                if error is None:
-                    error = await self._serve()
-                    if error is None:
-                        continue
-                    self._lost(error)
-                decision = self.policy.after(error, self.attempts)
-                lived = self._clock() - self._connected_at
-                if error.kind == "expired" and (not was_up or lived < self.settings.reconnect.healthy_after_s):
-                    # a server that ends every session at once is failing, not rolling over: back off
-                    decision = self.policy.after(SessionError("network", error.message), self.attempts)
-                if decision.counts_as_failure:
-                    self.attempts += 1
-                self._log_failure(error, decision.delay_s, was_up)
-                self._on_link(LinkStatus("down", error.message, decision.needs_person, decision.delay_s))
-                await self._pause(decision.delay_s)
+            await self.link.run()
         finally:
             for task in list(self._background):
                 task.cancel()
-            await self._close_session()
 
-    def _log_failure(self, error: SessionError, delay_s: float, was_up: bool) -> None:
-        """A failure at WARNING; repeats of the same one at DEBUG, with a summary every 10 (logs stay readable)."""
-        if was_up or self.attempts <= 1 or error.message != self._last_failure:
-            log.warning("realtime (%s): %s; next attempt in %.1f s", error.kind, error.message, delay_s)
-        elif self.attempts % 10 == 0:
-            log.warning("realtime: still failing after %d attempts: %s", self.attempts, error.message)
-        else:
-            log.debug("realtime attempt %d failed: %s", self.attempts, error.message)
-        self._last_failure = error.message
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep before the next attempt; a disconnect ends the pause early (a connect does not)."""
-        if seconds <= 0:
-            return
-        sleeper = asyncio.ensure_future(self._sleep(seconds))
-        changed = asyncio.ensure_future(self._wait_unwanted())
-        try:
-            await asyncio.wait({sleeper, changed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            changed.cancel()
-
-    async def _wait_unwanted(self) -> None:
-        while self._want:
-            self._changed.clear()
-            await self._changed.wait()
-
-    async def _open(self) -> SessionError | None:
-        self._on_link(LinkStatus("connecting"))
-        try:
-            secret = await self._secrets.secret()
-        except CredentialsError as exc:
-            self.attempt_log.append((self._clock(), "auth"))
-            return SessionError("auth", str(exc))
-        except TokenUnavailable as exc:
-            self.attempt_log.append((self._clock(), "network"))
-            return SessionError("network", str(exc))
-        session = self._new_session(secret)
-        try:
-            await session.open()
-        except SessionError as exc:
-            self.attempt_log.append((self._clock(), exc.kind))
-            return exc
-        self.attempt_log.append((self._clock(), "ok"))
-        self._install(session)
-        self._on_link(LinkStatus("up"))
-        return None
-
-    def _new_session(self, secret: str) -> RealtimeSession:
+    def make_session(self, secret: str) -> RealtimeSession:
         def on_event(event: ev.ServerEvent) -> None:
             self._handle(session, event)
 
         session = self._factory(self.settings, secret, on_event, tools=self.tools.declarations())
         return session
 
-    def _install(self, session: RealtimeSession) -> None:
-        """Make `session` the current one and give it everything the conversation needs to carry on."""
-        self._session = session
-        self._connected_at = self._clock()
-        self.connects += 1
+    def session_installed(self, session: RealtimeSession, *, rollover: bool) -> None:
+        """`session` is the current one: give it everything the conversation needs to carry on."""
         if self.usage is not None:
             self.usage.new_session()
-        replay = self.history.replay()
-        for event in replay:
-            session.send(event)
-        audio_ms = len(self._turn_audio) * self._frame_ms
-        for frame in self._turn_audio:
-            session.append_audio(frame)
-        if self._commit_pending:
-            if audio_ms >= MIN_COMMIT_MS:
-                session.commit_input()
-            else:
-                self._commit_pending = False
-        for event in self._outbox:
-            session.send(event)
-        self._outbox.clear()
-        if self._lost_frames:
-            lost_ms = self._lost_frames * self._frame_ms
-            log.warning("%d ms of audio captured during the outage did not fit the outage buffer", lost_ms)
-            self._emit(
-                {"event": "notice", "code": "audio_dropped", "message": f"{lost_ms} ms of audio lost in the outage"}
+        handed = self.carry.hand_over(session)
+        if handed.lost_ms:
+            log.warning("%d ms of audio captured during the outage did not fit the outage buffer", handed.lost_ms)
+            message = f"{handed.lost_ms} ms of audio lost in the outage"
+            self._hooks.emit({"event": "notice", "code": "audio_dropped", "message": message})
+        if handed.items or handed.audio_ms:
+            log.info(
+                "session %s: replayed %d items and %d ms of audio", session.session_id, handed.items, handed.audio_ms
             )
-            self._lost_frames = 0
-        if replay or audio_ms:
-            log.info("session %s: replayed %d items and %d ms of audio", session.session_id, len(replay), audio_ms)
-        self._emit({"event": "session", "status": "open", "session_id": session.session_id, "replayed": len(replay)})
+        self._hooks.emit(
+            {"event": "session", "status": "open", "session_id": session.session_id, "replayed": handed.items}
+        )
+        if rollover:
+            self._hooks.emit({"event": "session", "status": "rolled_over", "session_id": session.session_id})
         self._pump_responses()
 
-    def _lost(self, error: SessionError) -> None:
-        """The session that was up is gone: settle what was in flight."""
-        if self._clock() - self._connected_at >= self.settings.reconnect.healthy_after_s:
-            self.attempts = 0  # it had been healthy: start the backoff again from the bottom
-        if self._response is not None:
-            if self._response_audio and self._response not in ("?", "busy"):
-                # The user heard part of it: report it cut (asking again would repeat what they heard).
-                self._on_event(ev.ResponseDone(self._response, "failed", None, "connection_lost", error.message))
-            else:
-                self._wanted.appendleft(self._in_flight)  # never started: ask again in the next session
-            self._response = None
-        self._cancel_when_created = False
+    def session_lost(self, error: SessionError) -> None:
+        """The session that was up is gone: settle the response that was in flight."""
+        cut = self.responses.on_link_lost()
+        if cut is not None and cut.response_id is not None:
+            # The visitor heard part of it: report it cut (asking again would repeat what they heard).
+            self._hooks.on_event(ev.ResponseDone(cut.response_id, "failed", None, "connection_lost", error.message))
 
-    async def _serve(self) -> SessionError | None:
-        """Wait while the session lives; roll it over when due. None = closed on purpose."""
-        assert self._session is not None
-        rollover_at = self._connected_at + self.settings.reconnect.rollover_after_s
-        while True:
-            session = self._session
-            if not self._want:
-                await self._close_session()
-                return None
-            if self._clock() >= rollover_at and self._quiet():
-                if not await self._rollover():
-                    rollover_at = self._clock() + ROLLOVER_RETRY_S
-                else:
-                    rollover_at = self._connected_at + self.settings.reconnect.rollover_after_s
-                continue
-            closed = asyncio.ensure_future(session.wait_closed())
-            changed = asyncio.ensure_future(self._changed.wait())
-            await asyncio.wait({closed, changed}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-            changed.cancel()
-            self._changed.clear()
-            if closed.done():
-                self._session = None
-                await session.close()
-                return closed.result()
-            closed.cancel()
+    def session_closing(self, session: RealtimeSession) -> None:
+        if self.responses.on_session_closed():
+            session.cancel_response()  # do not leave an answer running (and billed) on the server
 
-    def _quiet(self) -> bool:
-        return self._response is None and not self._commit_pending and not self._tool_tasks and self._between_turns()
+    def may_roll_over(self) -> bool:
+        """Nothing in flight: the session may be swapped for a fresh one now."""
+        return (
+            self.responses.in_flight is None
+            and not self.carry.commit_pending
+            and not self.tool_calls.busy
+            and self._hooks.between_turns()
+        )
 
-    async def _rollover(self) -> bool:
-        """Make before break: open a fresh session, replay into it, switch, then close the old one."""
-        old = self._session
-        age_min = (self._clock() - self._connected_at) / 60
-        try:
-            new = self._new_session(await self._secrets.secret())
-            await new.open()
-        except (SessionError, CredentialsError, TokenUnavailable) as exc:
-            log.warning("rollover failed, keeping the current session: %s", exc)
-            return False
-        self._install(new)
-        log.info("rolled over to session %s after %.1f min", new.session_id, age_min)
-        self._emit({"event": "session", "status": "rolled_over", "session_id": new.session_id})
-        if old is not None:
-            await old.close()
-        return True
-
-    async def _close_session(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            if self._response not in (None, "?", "busy"):
-                session.cancel_response()  # do not leave an answer running (and billed) on the server
-            self._response = None
-            with contextlib.suppress(Exception):
-                await session.close()
+    def link_status(self, status: LinkStatus) -> None:
+        self._hooks.on_link(status)

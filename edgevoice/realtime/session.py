@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from edgevoice import __version__
 from edgevoice.realtime import events
 from edgevoice.realtime.settings import RealtimeSettings
+from edgevoice.realtime.urls import is_loopback_host
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class Endpoint:
 
     @property
     def is_loopback(self) -> bool:
-        return self.host in ("127.0.0.1", "::1", "localhost")
+        return is_loopback_host(self.host)
 
 
 def endpoint_for(settings: RealtimeSettings, api_key: str) -> Endpoint:

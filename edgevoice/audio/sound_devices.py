@@ -1,0 +1,86 @@
+"""The sound devices the daemon uses, opened as the `[audio]` settings say: the microphone and the speaker.
+
+`SoundDevices` finds both devices, negotiates their formats, opens the PortAudio streams (the playback one
+with the tap the echo canceller reads what was played from) and builds the parts on top of them: the
+`Microphone` (24 kHz frames), the `EchoFrontEnd` (echo control and the local voice detector) and the
+`Speaker` (the playout of answers). `AudioDeviceError` says what is missing, in words an installer can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from edgevoice.audio.bridge import CaptureStream, PlaybackStream
+from edgevoice.audio.devices import AudioDeviceError, find_device, list_devices, negotiate_format, open_portaudio
+from edgevoice.audio.duplex import EchoFrontEnd
+from edgevoice.audio.microphone import Microphone
+from edgevoice.audio.settings import AudioSettings
+from edgevoice.audio.speaker import Speaker
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AudioDeviceError", "SoundDevices"]
+
+TAP_SECONDS = 1.0  # what was played, kept for the echo canceller's reference
+
+
+class SoundDevices:
+    """The open microphone and speaker, streaming once `start()` is called, until `close()`."""
+
+    def __init__(
+        self,
+        settings: AudioSettings,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        on_started: Callable[[str], None],
+        on_drained: Callable[[], None],
+        on_level: Callable[[float], None],
+    ) -> None:
+        self.pa = open_portaudio()
+        try:
+            devices = list_devices(self.pa)
+            mic_dev = find_device(devices, settings.input_device, "input")
+            spk_dev = find_device(devices, settings.output_device, "output")
+            mic_fmt = negotiate_format(
+                self.pa, mic_dev, "input", settings.input_rate, settings.input_channels, settings.sample_format
+            )
+            spk_fmt = negotiate_format(
+                self.pa, spk_dev, "output", settings.output_rate, settings.output_channels, settings.sample_format
+            )
+            frame_ms = settings.frame_ms
+            self.capture = CaptureStream(self.pa, mic_fmt, mic_fmt.rate * frame_ms // 1000, loop)
+            self.playback = PlaybackStream(self.pa, spk_fmt, spk_fmt.rate * frame_ms // 1000, tap_seconds=TAP_SECONDS)
+        except BaseException:
+            self.pa.terminate()
+            raise
+        self.microphone = Microphone(self.capture, settings.input_channel, frame_ms)
+        # Kept as long as the streams: the room the canceller has learnt survives between turns and sessions.
+        self.front = EchoFrontEnd(settings, self.playback, frame_samples=24000 * frame_ms // 1000)
+        self.speaker = Speaker(
+            self.playback, frame_ms=frame_ms, on_started=on_started, on_drained=on_drained, on_level=on_level
+        )
+        log.info(
+            "microphone: %r at %d Hz x%d; speaker: %r at %d Hz x%d",
+            mic_fmt.device.name,
+            mic_fmt.rate,
+            mic_fmt.channels,
+            spk_fmt.device.name,
+            spk_fmt.rate,
+            spk_fmt.channels,
+        )
+
+    @property
+    def captured_seconds(self) -> float:
+        """Seconds of microphone audio captured so far."""
+        return self.capture.buffers * self.capture.frames_per_buffer / self.capture.format.rate
+
+    def start(self) -> None:
+        self.playback.start()
+        self.capture.start()
+
+    def close(self) -> None:
+        self.capture.close()
+        self.playback.close()
+        self.pa.terminate()
