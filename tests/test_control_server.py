@@ -16,7 +16,7 @@ from control_fake import FakeDevice, LineClient, run, serving
 
 from edgevoice.control.api import ControlError
 from edgevoice.control.client import ControlClient
-from edgevoice.control.protocol import MAX_LINE
+from edgevoice.control.limits import MAX_LINE
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 JPEG = b"\xff\xd8\xff\xe0" + os.urandom(150_000)
@@ -61,8 +61,8 @@ def test_every_command_reaches_the_device_and_gets_one_reply(sockdir: str) -> No
                 ("end",),
                 ("say", "what time is it?"),
                 ("speak", "battery low"),
-                ("mute", True),
-                ("mute", False),
+                ("mute",),
+                ("unmute",),
                 ("volume", None),
                 ("volume", 0.8),
                 ("image", PNG, "image/png", "what is this?"),

@@ -28,6 +28,8 @@ class SocketFileError(Exception):
 
 @dataclass(frozen=True)
 class Peer:
+    """Who is at the other end of a connection, as the kernel says (SO_PEERCRED)."""
+
     pid: int
     uid: int
     gid: int
