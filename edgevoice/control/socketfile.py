@@ -183,7 +183,7 @@ def _chown(path: str, gid: int) -> None:
 
 def _reachability_warnings(path: str, parent: str, mode: int, gid: int | None) -> list[str]:
     """Controllers in the group also need to get through the directory; say so if they cannot."""
-    warnings = []
+    warnings: list[str] = []
     try:
         info = os.stat(parent)
     except OSError:
