@@ -14,15 +14,13 @@ from typing import TYPE_CHECKING, Any
 from edgevoice.control.api import ControlError, EventListener, ToolCallHandler
 from edgevoice.control.args import DeviceCommand
 from edgevoice.control.commands import Cancel, End, Listen, Mute, Say, Speak, Stop, Unmute, Volume
-from edgevoice.control.errors import BAD_REQUEST, BUSY, INVALID_STATE, UNAVAILABLE
+from edgevoice.control.errors import BUSY, INVALID_STATE, UNAVAILABLE
 from edgevoice.control.images import Picture
 from edgevoice.conversation import NotNow
 from edgevoice.realtime.tools import Tool
 
 if TYPE_CHECKING:
     from edgevoice.daemon import Daemon
-
-IMAGE_TYPES = ("image/jpeg", "image/png")  # what the Realtime API takes (not WebP)
 
 
 class DaemonControl:
@@ -88,10 +86,7 @@ class DaemonControl:
                 self._run(lambda: self._conversation.say(text))
             case Speak(text=text):
                 self._run(lambda: self._conversation.speak(text))
-            case Picture(data=data, mime=mime, prompt=prompt):
-                if mime not in IMAGE_TYPES:
-                    message = f"the model takes JPEG or PNG pictures, not {mime}: convert it first"
-                    raise ControlError(BAD_REQUEST, message)
+            case Picture(data=data, mime=mime, prompt=prompt):  # a JPEG or PNG, checked by the server
                 url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
                 self._run(lambda: self._conversation.image(url, prompt))
             case Mute() | Unmute():

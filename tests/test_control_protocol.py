@@ -33,12 +33,13 @@ from edgevoice.control.commands import (
     Volume,
     parse_command,
 )
-from edgevoice.control.images import MAX_IMAGE, Image, ImageAssembler, ImageError, read_image_file, sniff
+from edgevoice.control.images import MAX_IMAGE, Image, ImageAssembler, ImageError, check, read_image_file, sniff
 from edgevoice.control.outbox import REPLY_LIMIT, Outbox, RateLimiter
 from edgevoice.control.settings import ControlSettings
 from edgevoice.control.socketfile import SocketFileError, bind_control_socket, resolve_group
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 100
+WEBP = b"RIFF\0\0\0\0WEBPVP8 " + b"\0" * 100
 DOC = Path(__file__).parent.parent / "docs" / "control-protocol.md"
 
 
@@ -94,7 +95,7 @@ def test_a_plain_json_object_goes_through_the_same_validation_as_a_line() -> Non
         ("say", {"txt": "hi"}, 'say: needs "text" (you sent "txt")'),
         ("volume", {"level": 1.5}, "volume: level = 1.5: must be between 0 and 1"),
         ("status", {"verbose": True}, "status: unknown field 'verbose'; allowed: no other fields"),
-        ("image", {"data": "AAAA", "mime": "image/gif"}, "image: mime 'image/gif' is not supported"),
+        ("image", {"data": "AAAA", "mime": "image/webp"}, "image: mime 'image/webp' is not supported"),
     ]
     for name, payload, words in cases:
         with pytest.raises(errors.RequestError) as direct:
@@ -170,6 +171,15 @@ def test_pictures_are_recognised_by_their_first_bytes() -> None:
     assert sniff(PNG) == "image/png"
     assert sniff(b"RIFF\0\0\0\0WEBPVP8 ") == "image/webp"
     assert sniff(b"GIF89a") is None and sniff(b"") is None
+
+
+def test_only_what_the_model_takes_is_accepted_and_webp_is_refused_by_name() -> None:
+    assert check(PNG, None, "what?").mime == "image/png"
+    for mime in (None, "image/png"):
+        with pytest.raises(ImageError, match="the picture is WebP, which the model does not take: convert it to JPEG"):
+            check(WEBP, mime, None)
+    with pytest.raises(ImageError, match="not a JPEG or PNG picture"):
+        check(b"GIF89a" + b"\0" * 100, None, None)
 
 
 def test_chunks_are_assembled_and_bounded() -> None:

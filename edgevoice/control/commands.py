@@ -294,7 +294,7 @@ COMMANDS = _table(
     CommandSpec(End, "end the conversation (its context is forgotten)"),
     CommandSpec(Say, "the user's words, as text, into the conversation"),
     CommandSpec(Speak, "make the assistant say something now"),
-    CommandSpec(Image, "attach a picture, inline, in pieces or from a file"),
+    CommandSpec(Image, "attach a picture (JPEG or PNG), inline, in pieces or from a file"),
     CommandSpec(ToolsRegister, "serve tools the model may call"),
     CommandSpec(ToolsUnregister, "stop serving tools"),
     CommandSpec(ToolResult, "answer a tool call"),

@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         hints = get_type_hints(spec.arguments)
         for field in fields(spec.arguments):
             _add_field(command, spec.name, field.name, hints[field.name])
-    image = sub.add_parser("image", help=f"attach a picture (JPEG, PNG or WebP, up to {MAX_IMAGE // 2**20} MiB)")
+    image = sub.add_parser("image", help=f"attach a picture (JPEG or PNG, up to {MAX_IMAGE // 2**20} MiB)")
     image.add_argument("file")
     image.add_argument("--prompt", help="ask about it (the model answers)")
     events = sub.add_parser("events", help="print events as JSON lines until Ctrl-C (all but level by default)")

@@ -1,6 +1,9 @@
 """Pictures from controllers: the `image` command, checked by their first bytes, bounded in size, inline, in
 chunks or from a file, and given to the device as a `Picture`.
 
+The Realtime API's `input_image` takes JPEG and PNG only, so those are the only pictures accepted; a WebP
+picture is recognised so that the refusal can say what it is and what to do (convert it).
+
 A JPEG from a robot's camera is often larger than the 64 KiB a line can carry (less the base64 overhead),
 so an image can come as several `image` requests with `"more": true` (each the base64 of the next piece),
 or as a `path` the daemon reads. The daemon reads a file only if the client could have read it itself: the
@@ -19,7 +22,7 @@ from typing import Self
 from edgevoice.control.args import Args, DeviceCommand, ServerCommand
 from edgevoice.control.limits import MAX_IMAGE, MAX_LINE, MAX_PATH
 
-IMAGE_MIMES = ("image/jpeg", "image/png", "image/webp")
+IMAGE_MIMES = ("image/jpeg", "image/png")  # what the Realtime API's input_image takes
 
 SIGNATURES = (
     (b"\xff\xd8\xff", "image/jpeg"),
@@ -61,7 +64,10 @@ class Image(ServerCommand):
                 raise args.fail("path holds a NUL character: no file has such a name")
         mime = args.optional_text("mime", max_len=64)
         if mime is not None and mime not in IMAGE_MIMES:
-            raise args.fail(f"mime {mime[:64]!r} is not supported; use one of {', '.join(IMAGE_MIMES)}")
+            raise args.fail(
+                f"mime {mime[:64]!r} is not supported; use one of {', '.join(IMAGE_MIMES)} "
+                "(the model takes no other: convert the picture to JPEG or PNG)"
+            )
         prompt = args.optional_text("prompt")
         more = args.boolean("more", False)
         if more and path is not None:
@@ -71,7 +77,7 @@ class Image(ServerCommand):
 
 @dataclass(frozen=True)
 class Picture(DeviceCommand):
-    """A complete, checked picture for the conversation; with a prompt, ask about it.
+    """A complete, checked picture (JPEG or PNG) for the conversation; with a prompt, ask about it.
 
     Not a command of its own on the wire: it is what an `image` request (or its last piece) becomes once
     the server has put it together and checked it (`check`)."""
@@ -87,7 +93,8 @@ class ImageError(Exception):
 
 
 def sniff(data: bytes) -> str | None:
-    """The picture's type from its first bytes, or None if it is not a JPEG, PNG or WebP."""
+    """The picture's type from its first bytes: JPEG, PNG or WebP (which is recognised only to be refused by
+    name), else None."""
     for signature, mime in SIGNATURES:
         if data.startswith(signature):
             return mime
@@ -97,14 +104,16 @@ def sniff(data: bytes) -> str | None:
 
 
 def check(data: bytes, mime: str | None, prompt: str | None) -> Picture:
-    """The picture for the device: a JPEG, PNG or WebP within the size limit."""
+    """The picture for the device, if the model can take it (JPEG or PNG, within the size limit)."""
     if not data:
         raise ImageError("the image is empty")
     if len(data) > MAX_IMAGE:
         raise ImageError(f"the image has {len(data)} bytes; the limit is {MAX_IMAGE} (scale it down)")
     found = sniff(data)
     if found is None:
-        raise ImageError("the data is not a JPEG, PNG or WebP picture (checked by its first bytes)")
+        raise ImageError("the data is not a JPEG or PNG picture (checked by its first bytes)")
+    if found not in IMAGE_MIMES:  # WebP
+        raise ImageError("the picture is WebP, which the model does not take: convert it to JPEG or PNG")
     if mime is not None and mime != found:
         raise ImageError(f"mime says {mime} but the data is {found}")
     return Picture(data, found, prompt)
