@@ -11,17 +11,22 @@ import base64
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from edgevoice.control.api import BAD_REQUEST, BUSY, INVALID_STATE, ControlError, EventListener, ToolCallHandler
+from edgevoice.control.api import ControlError, EventListener, ToolCallHandler
+from edgevoice.control.args import DeviceCommand
+from edgevoice.control.commands import Cancel, End, Listen, Mute, Say, Speak, Stop, Unmute, Volume
+from edgevoice.control.errors import BUSY, INVALID_STATE, UNAVAILABLE
+from edgevoice.control.images import Picture
 from edgevoice.conversation.ports import NotNow
 from edgevoice.realtime.tools import Tool
 
 if TYPE_CHECKING:
     from edgevoice.daemon import Daemon
 
-IMAGE_TYPES = ("image/jpeg", "image/png")  # what the Realtime API takes (not WebP)
-
 
 class DaemonControl:
+    """The daemon behind the control socket: `execute` runs each device command, the tools go to the
+    daemon's tool registry, and events come from the daemon's own publisher."""
+
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
 
@@ -64,41 +69,37 @@ class DaemonControl:
     def subscribe_events(self, listener: EventListener) -> Callable[[], None]:
         return self._daemon.subscribe(listener)
 
-    # ---- the conversation ------------------------------------------------------------------------------
+    # ---- commands ------------------------------------------------------------------------------------
 
-    def listen(self) -> None:
-        self._run(self._conversation.listen)
-
-    def stop(self) -> None:
-        self._run(self._conversation.stop_listening)
-
-    def cancel(self) -> None:
-        self._run(self._conversation.cancel)
-
-    def end(self) -> None:
-        self._run(lambda: self._conversation.end_conversation("ended by a controller"))
-
-    def say(self, text: str) -> None:
-        self._run(lambda: self._conversation.say(text))
-
-    def speak(self, text: str) -> None:
-        self._run(lambda: self._conversation.speak(text))
-
-    def image(self, data: bytes, mime: str, prompt: str | None) -> None:
-        if mime not in IMAGE_TYPES:
-            raise ControlError(BAD_REQUEST, f"the model takes JPEG or PNG pictures, not {mime}: convert it first")
-        url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-        self._run(lambda: self._conversation.image(url, prompt))
-
-    def mute(self, muted: bool) -> bool:
-        conversation = self._conversation
-        conversation.set_muted(muted)
-        return bool(conversation.muted)
-
-    def volume(self, level: float | None) -> float:
-        if level is not None:
-            self._daemon.set_volume(level)
-        return self._daemon.volume
+    def execute(self, command: DeviceCommand) -> dict[str, Any]:
+        """Run one device command (edgevoice/control/commands.py) and return its result."""
+        match command:
+            case Listen():
+                self._run(self._conversation.listen)
+            case Stop():
+                self._run(self._conversation.stop_listening)
+            case Cancel():
+                self._run(self._conversation.cancel)
+            case End():
+                self._run(lambda: self._conversation.end_conversation("ended by a controller"))
+            case Say(text=text):
+                self._run(lambda: self._conversation.say(text))
+            case Speak(text=text):
+                self._run(lambda: self._conversation.speak(text))
+            case Picture(data=data, mime=mime, prompt=prompt):  # a JPEG or PNG, checked by the server
+                url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+                self._run(lambda: self._conversation.image(url, prompt))
+            case Mute() | Unmute():
+                conversation = self._conversation
+                conversation.set_muted(isinstance(command, Mute))
+                return {"muted": bool(conversation.muted)}
+            case Volume(level=level):
+                if level is not None:
+                    self._daemon.set_volume(level)
+                return {"volume": self._daemon.volume}
+            case _:
+                raise ControlError(UNAVAILABLE, f"{command.name}: this device cannot do that")
+        return {}
 
     # ---- tools ---------------------------------------------------------------------------------------
 

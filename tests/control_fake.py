@@ -8,16 +8,21 @@ import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-from edgevoice.control.api import BUSY, INVALID_STATE, ControlError, ToolCallHandler
+from edgevoice.control.api import ControlError, ToolCallHandler
+from edgevoice.control.args import DeviceCommand
+from edgevoice.control.commands import Listen, Mute, Unmute, Volume
+from edgevoice.control.errors import BUSY, INVALID_STATE
 from edgevoice.control.server import ControlServer
 from edgevoice.control.settings import ControlSettings
 
 
 @dataclass
 class FakeTool:
+    """A tool as the fake device holds it."""
+
     owner: str
     description: str
     parameters: dict[str, Any]
@@ -26,6 +31,8 @@ class FakeTool:
 
 
 class FakeDevice:
+    """The device behind the control socket, for tests: `calls` records every command as (name, *fields)."""
+
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
         self.state = "idle"
@@ -50,39 +57,20 @@ class FakeDevice:
     def status(self) -> dict[str, Any]:
         return {"state": self.state, "muted": self.muted, "volume": self.level, "tools": sorted(self.tools)}
 
-    def listen(self) -> None:
-        self._record("listen")
-        if self.state == "error":
-            raise ControlError(INVALID_STATE, "the device needs a person: see its status")
-
-    def stop(self) -> None:
-        self._record("stop")
-
-    def cancel(self) -> None:
-        self._record("cancel")
-
-    def end(self) -> None:
-        self._record("end")
-
-    def say(self, text: str) -> None:
-        self._record("say", text)
-
-    def speak(self, text: str) -> None:
-        self._record("speak", text)
-
-    def image(self, data: bytes, mime: str, prompt: str | None) -> None:
-        self._record("image", data, mime, prompt)
-
-    def mute(self, muted: bool) -> bool:
-        self._record("mute", muted)
-        self.muted = muted
-        return muted
-
-    def volume(self, level: float | None) -> float:
-        self._record("volume", level)
-        if level is not None:
-            self.level = level
-        return self.level
+    def execute(self, command: DeviceCommand) -> dict[str, Any]:
+        """Any device command: recorded as (name, *its fields); mute, unmute and volume keep their state."""
+        self._record(command.name, *(getattr(command, f.name) for f in fields(command)))
+        match command:
+            case Listen() if self.state == "error":
+                raise ControlError(INVALID_STATE, "the device needs a person: see its status")
+            case Mute() | Unmute():
+                self.muted = isinstance(command, Mute)
+                return {"muted": self.muted}
+            case Volume(level=level):
+                if level is not None:
+                    self.level = level
+                return {"volume": self.level}
+        return {}
 
     def register_tool(
         self,
@@ -190,6 +178,8 @@ async def serving(directory: str, device: FakeDevice | None = None, **settings: 
 
 @dataclass
 class Served:
+    """A running control server, its fake device and its socket path."""
+
     server: ControlServer
     device: FakeDevice
     path: str

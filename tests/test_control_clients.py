@@ -3,6 +3,7 @@ examples of docs/control-protocol.md, each talking to a real server with a fake 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import json
@@ -16,6 +17,9 @@ from typing import Any
 
 import pytest
 from control_fake import Served, run, serving
+
+from edgevoice.control.commands import COMMANDS
+from edgevoice.control.ctl import add_arguments
 
 DOC = Path(__file__).parent.parent / "docs" / "control-protocol.md"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 300  # 77 kB: more than one line can carry
@@ -45,6 +49,18 @@ def subscribed(s: Served) -> bool:
 # ---- edgevoice ctl ----------------------------------------------------------------------------------------
 
 
+def test_ctl_offers_every_device_command_of_the_table_with_its_summary() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    (subcommands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    helps = {choice.dest: choice.help for choice in subcommands._choices_actions}
+    for name, spec in COMMANDS.items():
+        if spec.handled_by == "device" or name in ("hello", "status"):
+            assert helps[name] == spec.summary
+    assert parser.parse_args(["volume"]).level is None and parser.parse_args(["volume", "0"]).level == 0.0
+    assert parser.parse_args(["say", "hi there"]).text == "hi there"
+
+
 def test_ctl_commands(sockdir: str) -> None:
     async def main() -> None:
         async with serving(sockdir) as s:
@@ -63,7 +79,7 @@ def test_ctl_commands(sockdir: str) -> None:
                 ("listen",),
                 ("say", "where is the kitchen?"),
                 ("speak", "battery low"),
-                ("mute", True),
+                ("mute",),
                 ("volume", 0.25),
                 ("image", PNG, "image/png", "what is it?"),
             ]
@@ -74,7 +90,7 @@ def test_ctl_commands(sockdir: str) -> None:
                 and err == "edgevoice ctl: listen: the device needs a person: see its status (invalid_state)\n"
             )
             code, _, err = await ctl(s.path, "volume", "2")
-            assert code == 2 and "from 0 to 1" in err
+            assert code == 2 and err == "edgevoice ctl: volume: level = 2.0: must be between 0 and 1\n"
 
     run(main())
 

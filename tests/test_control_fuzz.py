@@ -27,8 +27,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgevoice.control.api import EVENTS
-from edgevoice.control.protocol import COMMANDS, MAX_LINE, valid_id
+from edgevoice.control.commands import COMMANDS
+from edgevoice.control.events import EVENTS
+from edgevoice.control.limits import MAX_LINE
+from edgevoice.control.protocol import valid_id
 
 TICK_S = 0.02
 MAX_TICK_GAP_S = 0.1  # 5 ticks: something held the event loop (a machine under load stays well below)

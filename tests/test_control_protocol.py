@@ -4,24 +4,43 @@ settings in config.toml, and the socket file (mode, group, stale and live socket
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import grp
+import json
 import os
+import re
 import shutil
 import socket
 import stat
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from edgevoice.config import ConfigError, parse_config
+from edgevoice.control import errors
 from edgevoice.control import protocol as p
-from edgevoice.control.images import MAX_IMAGE, ImageAssembler, ImageError, read_image_file, sniff
+from edgevoice.control.commands import (
+    COMMANDS,
+    Listen,
+    Say,
+    Status,
+    Subscribe,
+    ToolResult,
+    ToolSpec,
+    ToolsRegister,
+    Volume,
+    parse_command,
+)
+from edgevoice.control.images import MAX_IMAGE, Image, ImageAssembler, ImageError, check, read_image_file, sniff
 from edgevoice.control.outbox import REPLY_LIMIT, Outbox, RateLimiter
 from edgevoice.control.settings import ControlSettings
 from edgevoice.control.socketfile import SocketFileError, bind_control_socket, resolve_group
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 100
+WEBP = b"RIFF\0\0\0\0WEBPVP8 " + b"\0" * 100
+DOC = Path(__file__).parent.parent / "docs" / "control-protocol.md"
 
 
 @pytest.fixture
@@ -52,19 +71,75 @@ def test_encode_is_compact_utf8_and_refuses_nan() -> None:
         p.encode({"level": float("nan")})
 
 
-def test_requests_are_validated_into_their_arguments() -> None:
-    assert p.parse_line(b'{"cmd": "status"}') == p.Request(None, "status", {})
-    assert p.parse_line(b'{"id": "a", "cmd": "volume", "level": 1}') == p.Request("a", "volume", {"level": 1.0})
-    register = p.parse_line(b'{"id": 1, "cmd": "tools.register", "tools": [{"name": "move-2_x"}]}')
-    assert register.args["tools"] == [p.ToolSpec("move-2_x", "", {"type": "object", "properties": {}}, 10.0)]
-    result = p.parse_line(b'{"cmd": "tool.result", "call_id": "call_1", "output": {"ok": [1, null]}}')
-    assert result.args == {"call_id": "call_1", "output": '{"ok": [1, null]}'}
-    assert p.parse_line(b'{"cmd": "tool.result", "call_id": "c", "output": null}').args["output"] == "null"
-    assert p.parse_line(b'{"cmd": "subscribe", "events": ["state", "state", "level"]}').args == {
-        "events": ["state", "level"]
-    }
-    image = p.parse_line(b'{"cmd": "image", "data": "iVBORw0KGgo=", "more": true}').args
-    assert image == {"data": b"\x89PNG\r\n\x1a\n", "mime": None, "prompt": None, "more": True}
+def test_requests_are_validated_into_their_typed_commands() -> None:
+    assert p.parse_line(b'{"cmd": "status"}') == p.Request(None, Status())
+    assert p.parse_line(b'{"id": "a", "cmd": "volume", "level": 1}') == p.Request("a", Volume(1.0))
+    assert p.parse_line(b'{"id": 2, "cmd": "say", "text": "hi"}') == p.Request(2, Say("hi"))
+    register = p.parse_line(b'{"id": 1, "cmd": "tools.register", "tools": [{"name": "move-2_x"}]}').command
+    assert register == ToolsRegister((ToolSpec("move-2_x", "", {"type": "object", "properties": {}}, 10.0),))
+    result = p.parse_line(b'{"cmd": "tool.result", "call_id": "call_1", "output": {"ok": [1, null]}}').command
+    assert result == ToolResult("call_1", '{"ok": [1, null]}')
+    assert p.parse_line(b'{"cmd": "tool.result", "call_id": "c", "output": null}').command == ToolResult("c", "null")
+    subscribe = p.parse_line(b'{"cmd": "subscribe", "events": ["state", "state", "level"]}').command
+    assert subscribe == Subscribe(("state", "level"))
+    image = p.parse_line(b'{"cmd": "image", "data": "iVBORw0KGgo=", "more": true}').command
+    assert image == Image(b"\x89PNG\r\n\x1a\n", None, None, None, True)
+
+
+def test_a_plain_json_object_goes_through_the_same_validation_as_a_line() -> None:
+    """What a bridge (e.g. MQTT `<base>/cmd/<name>` with a JSON payload) does: the same table, the same words."""
+    assert parse_command("say", {"text": "hi"}, "m1") == Say("hi")
+    assert parse_command("listen", {}) == Listen()
+    assert parse_command("volume", {}) == Volume(None)
+    cases = [
+        ("say", {"txt": "hi"}, 'say: needs "text" (you sent "txt")'),
+        ("volume", {"level": 1.5}, "volume: level = 1.5: must be between 0 and 1"),
+        ("status", {"verbose": True}, "status: unknown field 'verbose'; allowed: no other fields"),
+        ("image", {"data": "AAAA", "mime": "image/webp"}, "image: mime 'image/webp' is not supported"),
+    ]
+    for name, payload, words in cases:
+        with pytest.raises(errors.RequestError) as direct:
+            parse_command(name, payload, 9)
+        with pytest.raises(errors.RequestError) as from_a_line:
+            p.parse_line(json.dumps({"id": 9, "cmd": name, **payload}).encode())
+        assert direct.value.message.startswith(words), direct.value.message
+        assert (direct.value.code, direct.value.message, direct.value.request_id) == (
+            from_a_line.value.code,
+            from_a_line.value.message,
+            from_a_line.value.request_id,
+        )
+    with pytest.raises(errors.RequestError) as unknown:
+        parse_command("lisen", {}, 3)
+    assert unknown.value.code == errors.UNKNOWN_COMMAND and "did you mean 'listen'" in unknown.value.message
+    assert unknown.value.request_id == 3
+    with pytest.raises(errors.RequestError, match="say: the arguments are a JSON object, not an array"):
+        parse_command("say", ["hi"], 4)  # type: ignore[arg-type]
+
+
+def test_the_table_names_each_command_once_with_a_summary_and_who_runs_it() -> None:
+    assert list(COMMANDS) == [
+        "hello", "status", "listen", "stop", "cancel", "end", "say", "speak", "image", "tools.register",
+        "tools.unregister", "tool.result", "subscribe", "unsubscribe", "mute", "unmute", "volume",
+    ]  # fmt: skip
+    for name, spec in COMMANDS.items():
+        assert spec.name == name and spec.summary and spec.arguments.__doc__
+    device = {name for name, spec in COMMANDS.items() if spec.handled_by == "device"}
+    assert device == {"listen", "stop", "cancel", "end", "say", "speak", "mute", "unmute", "volume"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Say("hi").text = "bye"  # type: ignore[misc]
+
+
+def doc_table(heading: str) -> list[list[str]]:
+    """The backquoted names in the first column of the table under `## heading` of control-protocol.md."""
+    section = DOC.read_text().split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    return [re.findall(r"`([^`]+)`", row) for row in rows]
+
+
+def test_the_docs_list_every_command_and_every_error_code() -> None:
+    documented = [name for row in doc_table("Commands") for name in row]
+    assert sorted(documented) == sorted(COMMANDS)  # each once (the docs group them by topic)
+    assert [code for row in doc_table("Errors") for code in row] == list(errors.ERROR_CODES)
 
 
 @pytest.mark.parametrize(
@@ -83,9 +158,9 @@ def test_requests_are_validated_into_their_arguments() -> None:
     ],
 )
 def test_bad_arguments_are_named(line: bytes, words: str) -> None:
-    with pytest.raises(p.RequestError) as refused:
+    with pytest.raises(errors.RequestError) as refused:
         p.parse_line(line)
-    assert refused.value.code == p.BAD_REQUEST and words in refused.value.message
+    assert refused.value.code == errors.BAD_REQUEST and words in refused.value.message
 
 
 # ---- pictures -----------------------------------------------------------------------------------------------
@@ -96,6 +171,15 @@ def test_pictures_are_recognised_by_their_first_bytes() -> None:
     assert sniff(PNG) == "image/png"
     assert sniff(b"RIFF\0\0\0\0WEBPVP8 ") == "image/webp"
     assert sniff(b"GIF89a") is None and sniff(b"") is None
+
+
+def test_only_what_the_model_takes_is_accepted_and_webp_is_refused_by_name() -> None:
+    assert check(PNG, None, "what?").mime == "image/png"
+    for mime in (None, "image/png"):
+        with pytest.raises(ImageError, match="the picture is WebP, which the model does not take: convert it to JPEG"):
+            check(WEBP, mime, None)
+    with pytest.raises(ImageError, match="not a JPEG or PNG picture"):
+        check(b"GIF89a" + b"\0" * 100, None, None)
 
 
 def test_chunks_are_assembled_and_bounded() -> None:
@@ -253,9 +337,9 @@ def test_values_json_cannot_carry_are_refused() -> None:
         b'{"cmd": "tool.result", "call_id": "c", "output": "\\udc00"}',
         b'{"cmd": "tools.register", "tools": [{"name": "t", "parameters": {"type": "object", "maximum": 1e999}}]}',
     ):
-        with pytest.raises(p.RequestError, match="too large for JSON or a lone surrogate"):
+        with pytest.raises(errors.RequestError, match="too large for JSON or a lone surrogate"):
             p.parse_line(line)
-    with pytest.raises(p.RequestError, match=r"level = inf: must be between 0 and 1"):
+    with pytest.raises(errors.RequestError, match=r"level = inf: must be between 0 and 1"):
         p.parse_line(b'{"cmd": "volume", "level": 1e400}')
     assert p.request_id_of(b'{"id": "\\ud800", "cmd": "status"}') is None  # it could not go back as it came
     assert p.request_id_of(b'{"id": 5, "cmd": "status", "level": NaN}') is None

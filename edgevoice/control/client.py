@@ -23,7 +23,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from edgevoice.control.api import ControlError
-from edgevoice.control.protocol import MAX_LINE, MAX_OUT_LINE, encode
+from edgevoice.control.errors import LINE_TOO_LONG
+from edgevoice.control.limits import MAX_LINE, MAX_OUT_LINE
+from edgevoice.control.protocol import encode
 from edgevoice.control.settings import DEFAULT_SOCKET
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ ToolFunction = Callable[[dict[str, Any]], Any]  # arguments -> output (str, or J
 
 
 class ControlClient:
+    """A connection to the control socket: requests with their replies, events, and tools served from Python."""
+
     def __init__(self, path: str = DEFAULT_SOCKET, *, timeout_s: float = 10.0, event_queue: int = 1024) -> None:
         self.path = path
         self.timeout_s = timeout_s
@@ -89,7 +93,7 @@ class ControlClient:
         request_id = next(self._ids)
         line = encode({"id": request_id, "cmd": cmd, **args})
         if len(line) > MAX_LINE + 1:
-            raise ControlError("line_too_long", f"{cmd}: the request is {len(line)} bytes; the limit is {MAX_LINE}")
+            raise ControlError(LINE_TOO_LONG, f"{cmd}: the request is {len(line)} bytes; the limit is {MAX_LINE}")
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._replies[request_id] = future
         try:
@@ -228,9 +232,9 @@ class ControlClient:
             self._calls[call_id] = task
             return
         if name == "tool_cancelled":
-            task = self._calls.pop(str(event.get("call_id")), None)
-            if task is not None:
-                task.cancel()
+            cancelled = self._calls.pop(str(event.get("call_id")), None)
+            if cancelled is not None:
+                cancelled.cancel()
         if len(self._events) == self._events.maxlen:
             self._dropped += 1
         self._events.append(event)

@@ -14,39 +14,38 @@ import json
 import os
 import signal
 import sys
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 from edgevoice.control.api import ControlError
 from edgevoice.control.client import ControlClient
-from edgevoice.control.images import MAX_IMAGE
-from edgevoice.control.protocol import SUBSCRIBABLE
+from edgevoice.control.commands import COMMANDS, CommandSpec, parse_command
+from edgevoice.control.errors import RequestError
+from edgevoice.control.events import SUBSCRIBABLE
+from edgevoice.control.limits import MAX_IMAGE
 
 REFUSED, UNREACHABLE = 1, 3
-SIMPLE = {
-    "status": "the device's state, session, tools, usage",
-    "hello": "protocol version and capabilities",
-    "listen": "start listening (as a button press)",
-    "stop": "end the user's turn now",
-    "cancel": "interrupt the assistant",
-    "end": "end the conversation (its context is forgotten)",
-    "mute": "privacy mute: the microphone sends nothing",
-    "unmute": "undo mute",
-}
+ONE_SHOT = ("hello", "status")  # the server's own commands that mean something outside a connection
+
+
+def table_commands() -> list[CommandSpec]:
+    """The commands `ctl` offers as they are: every device command, and hello and status. (`image` takes a
+    file name, `events` subscribes and `tool` serves a tool: those are written out below.)"""
+    return [spec for spec in COMMANDS.values() if spec.handled_by == "device" or spec.name in ONE_SHOT]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `ctl` subcommands (cli.py adds `--socket` and `--config`)."""
     sub = parser.add_subparsers(dest="ctl_command", required=True, metavar="CMD")
-    for name, help_text in SIMPLE.items():
-        sub.add_parser(name, help=help_text)
-    sub.add_parser("say", help="the user's words, as text, into the conversation").add_argument("text")
-    sub.add_parser("speak", help="make the assistant say something now").add_argument("text")
-    image = sub.add_parser("image", help=f"attach a picture (JPEG, PNG or WebP, up to {MAX_IMAGE // 2**20} MiB)")
+    for spec in table_commands():
+        command = sub.add_parser(spec.name, help=spec.summary)
+        hints = get_type_hints(spec.arguments)
+        for field in fields(spec.arguments):
+            _add_field(command, spec.name, field.name, hints[field.name])
+    image = sub.add_parser("image", help=f"attach a picture (JPEG or PNG, up to {MAX_IMAGE // 2**20} MiB)")
     image.add_argument("file")
     image.add_argument("--prompt", help="ask about it (the model answers)")
-    volume = sub.add_parser("volume", help="read, or set (0 to 1), the speaker volume")
-    volume.add_argument("level", nargs="?", type=float)
     events = sub.add_parser("events", help="print events as JSON lines until Ctrl-C (all but level by default)")
     events.add_argument("names", nargs="*", metavar="NAME", help=", ".join(SUBSCRIBABLE))
     tool = sub.add_parser("tool", help="serve a tool from a shell command until Ctrl-C")
@@ -55,6 +54,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tool.add_argument("--description", default="", help="what the tool does, for the model")
     tool.add_argument("--parameters", help='its JSON Schema, e.g. \'{"type":"object","properties":{...}}\'')
     tool.add_argument("--timeout", type=float, default=10.0, help="seconds the device waits for an answer")
+
+
+def _add_field(parser: argparse.ArgumentParser, command: str, name: str, hint: Any) -> None:
+    """A command's field as a shell argument: a string or number is positional (optional if it may be
+    None), a boolean is a --flag."""
+    kinds = [kind for kind in get_args(hint) or (hint,) if kind is not type(None)]
+    optional = len(kinds) < len(get_args(hint) or (hint,))
+    if kinds == [bool]:
+        parser.add_argument(f"--{name}", action="store_true")
+    elif len(kinds) == 1 and kinds[0] in (str, int, float):
+        parser.add_argument(name, type=kinds[0], nargs="?" if optional else None)
+    else:  # a command whose arguments a shell cannot give as they are: write its own form, like `image`
+        raise TypeError(f"ctl: {command}: the field {name!r} ({hint}) has no shell form")
 
 
 def run_ctl(args: argparse.Namespace, socket_path: str) -> int:
@@ -96,27 +108,31 @@ async def _run(args: argparse.Namespace, path: str) -> int:
 def _request_for(args: argparse.Namespace) -> dict[str, Any] | int:
     """The request's arguments, or an exit status for arguments that cannot be sent."""
     command = args.ctl_command
-    if command in ("say", "speak"):
-        return {"text": args.text}
-    if command == "volume":
-        if args.level is not None and not 0.0 <= args.level <= 1.0:
-            return _usage(f"volume {args.level:g}: give a level from 0 to 1")
-        return {} if args.level is None else {"level": args.level}
     if command == "image":
         try:
             return {"data": Path(args.file).read_bytes()}
         except OSError as exc:
             return _usage(f"image: cannot read {args.file}: {exc.strerror}")
-    if command == "tool" and args.parameters:
-        try:
-            args.parameters = json.loads(args.parameters)
-        except ValueError as exc:
-            return _usage(f"tool --parameters is not JSON: {exc}")
+    if command == "tool":
+        if args.parameters:
+            try:
+                args.parameters = json.loads(args.parameters)
+            except ValueError as exc:
+                return _usage(f"tool --parameters is not JSON: {exc}")
+        return {}
     if command == "events":
         unknown = [n for n in args.names if n not in SUBSCRIBABLE]
         if unknown:
             return _usage(f"events: unknown event {unknown[0]!r}; events: {', '.join(SUBSCRIBABLE)}")
-    return {}
+        return {}
+    spec = COMMANDS[command]
+    request = {f.name: getattr(args, f.name) for f in fields(spec.arguments)}
+    request = {name: value for name, value in request.items() if value is not None and value is not False}
+    try:
+        parse_command(command, request)  # what the device would refuse, refused here with the same words
+    except RequestError as exc:
+        return _usage(exc.message)
+    return request
 
 
 def _usage(message: str) -> int:

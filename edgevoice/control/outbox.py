@@ -23,6 +23,8 @@ FLOOD_WINDOW_S = 10.0
 
 
 class Outbox:
+    """What waits to be written to one client: replies (never dropped) first, then events (bounded)."""
+
     def __init__(self, event_limit: int) -> None:
         self.event_limit = event_limit
         self._replies: deque[bytes] = deque()

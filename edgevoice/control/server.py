@@ -4,11 +4,11 @@ One task reads each client's requests, one line at a time, and a second task wri
 device's events never wait for a client, and a slow, silent or hostile client holds back only itself:
 
     device events --> ControlServer._on_event --> each subscriber's Outbox (bounded, drops oldest) --> writer
-    client lines --> reader --> LineSplitter --> parse_line --> DeviceControl --> reply --> Outbox --> writer
+    client lines --> reader --> LineSplitter --> parse_line --> run --> reply --> Outbox --> writer
 
-Tools a client registers are declared to the model through `DeviceControl.register_tool` with a handler
-that sends the client a `tool_call` event and waits for its `tool.result`; the device applies the timeout.
-When a client goes away its tools are unregistered and its unanswered calls get an error output at once.
+A device command (commands.py) goes to `DeviceControl.execute` as it is; the server runs the commands about
+the connection itself: hello and status, subscriptions, pictures sent in pieces or as files, and the tools
+a client serves (toolcalls.py).
 """
 
 from __future__ import annotations
@@ -16,17 +16,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import os
 from collections.abc import Callable
 from typing import Any
 
 from edgevoice import __version__
+from edgevoice.control import errors
 from edgevoice.control import protocol as p
-from edgevoice.control.api import EVENTS, NOT_FOUND, ControlError, DeviceControl, ToolCallHandler
-from edgevoice.control.images import MAX_IMAGE, ImageAssembler, ImageError, read_image_file
-from edgevoice.control.outbox import FLOOD_WINDOW_S, Outbox, RateLimiter
+from edgevoice.control.api import ControlError, DeviceControl
+from edgevoice.control.args import Command, DeviceCommand
+from edgevoice.control.commands import (
+    COMMANDS,
+    Hello,
+    Status,
+    Subscribe,
+    ToolResult,
+    ToolsRegister,
+    ToolsUnregister,
+    Unsubscribe,
+)
+from edgevoice.control.connection import ALL, READ_BYTES, Client, linger
+from edgevoice.control.events import EVENTS, SERVER_EVENTS
+from edgevoice.control.images import Image, ImageError, Picture, read_image_file
+from edgevoice.control.limits import MAX_IMAGE, MAX_LINE, MAX_TEXT, MAX_TOOLS
+from edgevoice.control.outbox import FLOOD_WINDOW_S
 from edgevoice.control.settings import ControlSettings
 from edgevoice.control.socketfile import (
     Peer,
@@ -36,42 +50,12 @@ from edgevoice.control.socketfile import (
     remove_if_ours,
     resolve_group,
 )
+from edgevoice.control.toolcalls import ToolBroker
 
 log = logging.getLogger(__name__)
 
-READ_BYTES = 16 * 1024
 YIELD_AFTER_S = 0.002  # a client's lines never hold the event loop longer than this without a pause
 CLOSE_FLUSH_S = 0.5  # time given to deliver a last line before a connection is closed
-ALL = None  # a subscription to every event
-
-
-class Client:
-    """One connected program."""
-
-    def __init__(self, number: int, peer: Peer, writer: asyncio.StreamWriter, settings: ControlSettings) -> None:
-        self.number = number
-        self.peer = peer
-        self.writer = writer
-        self.outbox = Outbox(settings.event_queue)
-        self.limiter = RateLimiter(settings.requests_per_s, settings.request_burst, settings.flood_disconnect)
-        self.subscribed = False
-        self.events: frozenset[str] | None = ALL
-        self.tools: set[str] = set()
-        self.calls: dict[str, asyncio.Future[str]] = {}  # tool calls waiting for this client's tool.result
-        self.images = ImageAssembler()
-        self.gone = False
-        self.writer_task: asyncio.Task[None] | None = None
-
-    @property
-    def owner(self) -> str:
-        """Who serves this client's tools, as the device's tool registry shows it."""
-        return f"control client {self.number} (pid {self.peer.pid}, uid {self.peer.uid})"
-
-    def wants(self, name: str) -> bool:
-        return self.subscribed and not self.outbox.closing and (self.events is ALL or name in self.events)
-
-    def send(self, message: dict[str, Any]) -> None:
-        self.outbox.put_reply(p.encode(message))
 
 
 class ControlServer:
@@ -86,6 +70,7 @@ class ControlServer:
         self._socket_id: tuple[int, int] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._connections: set[asyncio.Task[Any]] = set()
+        self.tools = ToolBroker(device)
 
     # ---- lifecycle -----------------------------------------------------------------------------------
 
@@ -97,7 +82,7 @@ class ControlServer:
         self._socket_id = identity(settings.socket)
         for warning in warnings:
             log.warning("control: %s", warning)
-        self._server = await asyncio.start_unix_server(self._on_connect, sock=sock, limit=p.MAX_LINE)
+        self._server = await asyncio.start_unix_server(self._on_connect, sock=sock, limit=MAX_LINE)
         self._unsubscribe = self.device.subscribe_events(self._on_event)
         log.info("control socket at %s (mode %04o, group %s)", settings.socket, settings.mode, settings.group or gid)
 
@@ -109,7 +94,7 @@ class ControlServer:
             self._unsubscribe()
             self._unsubscribe = None
         for client in list(self.clients.values()):
-            self._say_goodbye(client, p.SHUTTING_DOWN, "edgevoice is stopping")
+            client.say_goodbye(errors.SHUTTING_DOWN, "edgevoice is stopping")
         if self._connections:
             await asyncio.wait(self._connections, timeout=2 * CLOSE_FLUSH_S)
         for task in self._connections:
@@ -135,7 +120,7 @@ class ControlServer:
                 code, message = refusal
                 log.warning("control: refused %s: %s", peer.describe(), message)
                 writer.write(p.encode(p.error_reply(None, code, message)))
-                await _linger(reader, writer, asyncio.get_running_loop().time() + CLOSE_FLUSH_S)
+                await linger(reader, writer, asyncio.get_running_loop().time() + CLOSE_FLUSH_S)
                 return
             await self._serve(Client(next(self._numbers), peer, writer, self.settings), reader)
         finally:
@@ -161,7 +146,7 @@ class ControlServer:
                     await asyncio.wait_for(asyncio.shield(writing), CLOSE_FLUSH_S)
             else:
                 await writing  # a client that sent its last request gets every answer, at its own pace
-            await _linger(reader, client.writer, asyncio.get_running_loop().time() + CLOSE_FLUSH_S)
+            await linger(reader, client.writer, asyncio.get_running_loop().time() + CLOSE_FLUSH_S)
         finally:
             reading.cancel()
             writing.cancel()
@@ -173,9 +158,12 @@ class ControlServer:
     def _refusal(self, peer: Peer) -> tuple[str, str] | None:
         allowed = self.settings.allowed_uids
         if allowed and peer.uid not in allowed and peer.uid not in (0, os.geteuid()):
-            return p.FORBIDDEN, f"uid {peer.uid} is not in [control] allowed_uids of this device"
+            return errors.FORBIDDEN, f"uid {peer.uid} is not in [control] allowed_uids of this device"
         if len(self.clients) >= self.settings.max_clients:
-            return p.TOO_MANY_CLIENTS, f"{len(self.clients)} clients are connected: the limit ([control] max_clients)"
+            return (
+                errors.TOO_MANY_CLIENTS,
+                f"{len(self.clients)} clients are connected: the limit ([control] max_clients)",
+            )
         return None
 
     async def _read(self, client: Client, reader: asyncio.StreamReader) -> None:
@@ -209,31 +197,13 @@ class ControlServer:
         except (ConnectionError, OSError) as exc:
             log.debug("control: client %d: %s", client.number, exc)
 
-    def _say_goodbye(self, client: Client, code: str, message: str) -> None:
-        """A last line saying why, then the connection closes."""
-        if client.outbox.closing:
-            return
-        client.send(p.error_reply(None, code, message))
-        client.outbox.close()
-
     def _release(self, client: Client) -> None:
-        """The client is gone: its tools go away and the model gets an answer for every call it had."""
+        """The client is gone: forget it, and release its tools and calls."""
         if client.gone:
             return
         client.gone = True
         self.clients.pop(client.number, None)
-        if client.tools:
-            try:
-                self.device.unregister_tools(client.owner, None)
-            except Exception:
-                log.exception("control: unregistering the tools of client %d failed", client.number)
-            log.info("control: client %d left; its tools are gone: %s", client.number, ", ".join(sorted(client.tools)))
-        for call_id, future in client.calls.items():
-            if not future.done():
-                future.set_result(
-                    _tool_error(f"the controller serving this tool disconnected before answering ({call_id})")
-                )
-        client.calls.clear()
+        self.tools.release(client)
 
     # ---- requests ---------------------------------------------------------------------------------------
 
@@ -245,89 +215,77 @@ class ControlServer:
                 log.warning(
                     "control: client %d floods requests; disconnecting it (%s)", client.number, client.peer.describe()
                 )
-                self._say_goodbye(
-                    client,
-                    p.FLOOD,
+                client.say_goodbye(
+                    errors.FLOOD,
                     f"more than {self.settings.flood_disconnect} requests over the rate limit in "
                     f"{FLOOD_WINDOW_S:g} s: closing this connection",
                 )
             else:
-                client.send(p.error_reply(p.request_id_of(line), p.RATE_LIMITED, self._rate_message()))
+                client.send(p.error_reply(p.request_id_of(line), errors.RATE_LIMITED, self._rate_message()))
             return
         if line is None:
             client.send(
                 p.error_reply(
-                    None, p.LINE_TOO_LONG, f"a line is at most {p.MAX_LINE} bytes; it was skipped to its newline"
+                    None, errors.LINE_TOO_LONG, f"a line is at most {MAX_LINE} bytes; it was skipped to its newline"
                 )
             )
             return
         try:
             request = p.parse_line(line)
-        except p.RequestError as exc:
+        except errors.RequestError as exc:
             client.send(p.error_reply(exc.request_id, exc.code, exc.message))
             return
         except Exception:  # a bug in the parser: every line still gets its one reply
             log.exception("control: a line from client %d could not be parsed", client.number)
-            client.send(p.error_reply(p.request_id_of(line), p.INTERNAL, "this line could not be read (a bug)"))
+            client.send(p.error_reply(p.request_id_of(line), errors.INTERNAL, "this line could not be read (a bug)"))
             return
+        name = request.command.name
         try:
-            result = await self._execute(client, request)
+            result = await self._run(client, request.command)
         except ControlError as exc:
             client.send(p.error_reply(request.id, exc.code, exc.message))
             return
         except Exception as exc:
-            log.exception("control: %s from client %d failed", request.cmd, client.number)
-            client.send(p.error_reply(request.id, p.INTERNAL, f"{request.cmd} failed inside edgevoice: {exc}"))
+            log.exception("control: %s from client %d failed", name, client.number)
+            client.send(p.error_reply(request.id, errors.INTERNAL, f"{name} failed inside edgevoice: {exc}"))
             return
         try:
             client.send(p.reply(request.id, result))
         except (TypeError, ValueError) as exc:  # a device result that is not JSON: a bug, never a crash
-            log.error("control: the result of %s is not JSON: %s", request.cmd, exc)
-            client.send(p.error_reply(request.id, p.INTERNAL, f"{request.cmd}: the device's answer is not JSON"))
+            log.error("control: the result of %s is not JSON: %s", name, exc)
+            client.send(p.error_reply(request.id, errors.INTERNAL, f"{name}: the device's answer is not JSON"))
 
     def _rate_message(self) -> str:
         s = self.settings
         return f"too many requests: at most {s.requests_per_s:g} per second (bursts of {s.request_burst}); slow down"
 
-    async def _execute(self, client: Client, request: p.Request) -> dict[str, Any]:
-        device, args = self.device, request.args
-        match request.cmd:
-            case "hello":
+    async def _run(self, client: Client, command: Command) -> dict[str, Any]:
+        """A device command goes to the device as it is; the others concern the connection."""
+        if isinstance(command, DeviceCommand):
+            return self.device.execute(command)
+        match command:
+            case Hello():
                 return self._hello(client)
-            case "status":
-                status = dict(device.status())
+            case Status():
+                status = dict(self.device.status())
                 status["control"] = {"clients": len(self.clients), "you": client.number}
                 return status
-            case "listen":
-                device.listen()
-            case "stop":
-                device.stop()
-            case "cancel":
-                device.cancel()
-            case "end":
-                device.end()
-            case "say":
-                device.say(args["text"])
-            case "speak":
-                device.speak(args["text"])
-            case "image":
-                return await self._image(client, args)
-            case "mute" | "unmute":
-                return {"muted": device.mute(request.cmd == "mute")}
-            case "volume":
-                return {"volume": device.volume(args["level"])}
-            case "subscribe":
-                return self._subscribe(client, args["events"])
-            case "unsubscribe":
+            case Image():
+                return await self._image(client, command)
+            case Subscribe(events=names):
+                return self._subscribe(client, names)
+            case Unsubscribe():
                 client.subscribed = False
                 client.outbox.clear_events()
-            case "tools.register":
-                return self._register(client, args["tools"])
-            case "tools.unregister":
-                return self._unregister(client, args["names"])
-            case "tool.result":
-                self._tool_result(client, args["call_id"], args["output"])
-        return {}
+                return {}
+            case ToolsRegister(tools=tools):
+                return self.tools.register(client, tools)
+            case ToolsUnregister(names=names):
+                return self.tools.unregister(client, names)
+            case ToolResult(call_id=call_id, output=output):
+                self.tools.result(client, call_id, output)
+                return {}
+        raise NotImplementedError(f"the control server does not run {command.name}")  # a bug: every row is run
 
     def _hello(self, client: Client) -> dict[str, Any]:
         s = self.settings
@@ -335,13 +293,13 @@ class ControlServer:
             "protocol": p.PROTOCOL_VERSION,
             "edgevoice": __version__,
             "state": self.device.status().get("state"),
-            "commands": list(p.COMMANDS),
-            "events": [*EVENTS, *p.SERVER_EVENTS],
+            "commands": list(COMMANDS),
+            "events": [*EVENTS, *SERVER_EVENTS],
             "limits": {
-                "line_bytes": p.MAX_LINE,
-                "text_chars": p.MAX_TEXT,
+                "line_bytes": MAX_LINE,
+                "text_chars": MAX_TEXT,
                 "image_bytes": MAX_IMAGE,
-                "tools": p.MAX_TOOLS,
+                "tools": MAX_TOOLS,
                 "requests_per_s": s.requests_per_s,
                 "request_burst": s.request_burst,
                 "event_queue": s.event_queue,
@@ -349,22 +307,25 @@ class ControlServer:
             "client": {"id": client.number, "pid": client.peer.pid, "uid": client.peer.uid, "gid": client.peer.gid},
         }
 
-    async def _image(self, client: Client, args: dict[str, Any]) -> dict[str, Any]:
+    async def _image(self, client: Client, image: Image) -> dict[str, Any]:
+        """A picture from a file, or inline (in one piece or several): checked, then given to the device."""
+        picture: Picture | None
         try:
-            if "path" in args:
-                image = await asyncio.to_thread(
-                    read_image_file, args["path"], client.peer.uid, args["mime"], args["prompt"]
+            if image.path is not None:
+                picture = await asyncio.to_thread(
+                    read_image_file, image.path, client.peer.uid, image.mime, image.prompt
                 )
             else:
-                image = client.images.add(args["data"], args["mime"], args["prompt"], args["more"])
-                if image is None:
+                assert image.data is not None
+                picture = client.images.add(image.data, image.mime, image.prompt, image.more)
+                if picture is None:
                     return {"received": client.images.pending, "complete": False}
         except ImageError as exc:
-            raise ControlError(p.BAD_REQUEST, f"image: {exc}") from None
-        self.device.image(image.data, image.mime, image.prompt)
-        return {"received": len(image.data), "complete": True, "mime": image.mime}
+            raise ControlError(errors.BAD_REQUEST, f"image: {exc}") from None
+        self.device.execute(picture)
+        return {"received": len(picture.data), "complete": True, "mime": picture.mime}
 
-    def _subscribe(self, client: Client, names: list[str] | None) -> dict[str, Any]:
+    def _subscribe(self, client: Client, names: tuple[str, ...] | None) -> dict[str, Any]:
         client.outbox.clear_events()  # what was queued belongs to the previous subscription
         client.events = ALL if names is None else frozenset(names)
         client.subscribed = True
@@ -374,68 +335,6 @@ class ControlServer:
             snapshot["reason"] = status["reason"]
         client.outbox.put_event(p.encode(snapshot))
         return {"events": "all" if names is None else sorted(names)}
-
-    # ---- tools ------------------------------------------------------------------------------------------
-
-    def _register(self, client: Client, tools: list[p.ToolSpec]) -> dict[str, Any]:
-        if len(client.tools | {t.name for t in tools}) > p.MAX_TOOLS:
-            raise ControlError(p.BAD_REQUEST, f"tools.register: a client serves at most {p.MAX_TOOLS} tools")
-        added: list[str] = []
-        try:
-            for tool in tools:
-                self.device.register_tool(
-                    client.owner,
-                    tool.name,
-                    tool.description,
-                    tool.parameters,
-                    self._tool_handler(client, tool.name),
-                    tool.timeout_s,
-                )
-                if tool.name not in client.tools:
-                    added.append(tool.name)
-                    client.tools.add(tool.name)
-        except Exception:
-            if added:  # all or nothing: a refused tool takes back the ones this request added
-                self.device.unregister_tools(client.owner, added)
-                client.tools.difference_update(added)
-            raise
-        log.info("control: client %d serves %s", client.number, ", ".join(t.name for t in tools))
-        return {"registered": [t.name for t in tools]}
-
-    def _unregister(self, client: Client, names: list[str] | None) -> dict[str, Any]:
-        removed = self.device.unregister_tools(client.owner, names)
-        client.tools.difference_update(removed if names is None else names)
-        return {"unregistered": sorted(removed)}
-
-    def _tool_handler(self, client: Client, name: str) -> ToolCallHandler:
-        async def handle(call_id: str, arguments: str) -> str:
-            if client.gone:
-                return _tool_error(f"the controller serving {name} has disconnected")
-            future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-            previous = client.calls.pop(call_id, None)
-            if previous is not None and not previous.done():
-                previous.set_result(_tool_error("the same call was made again"))
-            client.calls[call_id] = future
-            client.send({"event": "tool_call", "call_id": call_id, "name": name, "arguments": arguments})
-            try:
-                return await future
-            except asyncio.CancelledError:  # the device stopped waiting (its timeout, or the answer was cancelled)
-                if client.calls.get(call_id) is future:
-                    del client.calls[call_id]
-                    if not client.gone:
-                        client.send({"event": "tool_cancelled", "call_id": call_id, "name": name})
-                raise
-
-        return handle
-
-    def _tool_result(self, client: Client, call_id: str, output: str) -> None:
-        future = client.calls.pop(call_id, None)
-        if future is None or future.done():
-            raise ControlError(
-                NOT_FOUND,
-                f"tool.result: no call {call_id!r} is waiting for you (answered already, timed out, or never made)",
-            )
-        future.set_result(output)
 
     # ---- events -----------------------------------------------------------------------------------------
 
@@ -458,28 +357,3 @@ class ControlServer:
             log.error("control: event %r is not JSON: %s", event.get("event"), exc)
         except Exception:
             log.exception("control: publishing an event failed")
-
-
-def _tool_error(message: str) -> str:
-    return json.dumps({"error": message})
-
-
-async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, deadline: float) -> None:
-    """Close so that the client can still read our last lines: send EOF after them, discard what the client
-    is still sending (closing a Unix socket with unread data resets it, and the lines are lost), then close
-    once everything is written; all by `deadline`, after which the connection is cut."""
-    loop = asyncio.get_running_loop()
-
-    async def discard() -> None:
-        while await reader.read(READ_BYTES):
-            pass
-
-    with contextlib.suppress(TimeoutError, ConnectionError, OSError, RuntimeError):
-        if writer.can_write_eof():
-            writer.write_eof()  # goes after what is still buffered
-        await asyncio.wait_for(discard(), max(0.0, deadline - loop.time()))
-    writer.close()  # writes what is buffered, then closes
-    try:
-        await asyncio.wait_for(writer.wait_closed(), max(0.0, deadline - loop.time()))
-    except (TimeoutError, ConnectionError, OSError):
-        writer.transport.abort()  # the client does not read: do not wait for it

@@ -28,6 +28,8 @@ class SocketFileError(Exception):
 
 @dataclass(frozen=True)
 class Peer:
+    """Who is at the other end of a connection, as the kernel says (SO_PEERCRED)."""
+
     pid: int
     uid: int
     gid: int
@@ -181,7 +183,7 @@ def _chown(path: str, gid: int) -> None:
 
 def _reachability_warnings(path: str, parent: str, mode: int, gid: int | None) -> list[str]:
     """Controllers in the group also need to get through the directory; say so if they cannot."""
-    warnings = []
+    warnings: list[str] = []
     try:
         info = os.stat(parent)
     except OSError:
