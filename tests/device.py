@@ -31,12 +31,12 @@ from edgevoice.audio.settings import AudioSettings
 from edgevoice.config import Config, ConversationSettings
 from edgevoice.control.settings import ControlSettings
 from edgevoice.daemon import Daemon
+from edgevoice.devkit.emulator import EmulatorSettings, RealtimeEmulator
+from edgevoice.devkit.sound_card import MIC, SPEAKER, VirtualSoundCard
 from edgevoice.hw.settings import HardwareSettings
 from edgevoice.realtime.credentials import StaticSecret
-from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.realtime.settings import TurnDetectionSettings
 from edgevoice.system.logs import quiet_noisy_loggers
-from edgevoice.virtual_audio import MIC, SPEAKER, VirtualSoundCard
 
 
 class Device:

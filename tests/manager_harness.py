@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from conformance import validate_client_event, validate_server_event
 
+from edgevoice.devkit.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.realtime import events as ev
 from edgevoice.realtime.credentials import StaticSecret
-from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.realtime.manager import LinkStatus, SecretSource, SessionManager
 from edgevoice.realtime.settings import (
     RealtimeSettings,

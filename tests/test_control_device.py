@@ -21,8 +21,8 @@ from device import Device
 
 from edgevoice.control.api import ControlError
 from edgevoice.control.client import ControlClient
-from edgevoice.realtime.emulator import FunctionCallReply, SpokenReply, Tone
-from edgevoice.virtual_audio import VirtualSoundCard
+from edgevoice.devkit.emulator import FunctionCallReply, SpokenReply, Tone
+from edgevoice.devkit.sound_card import VirtualSoundCard
 
 RATE = 48000
 LONG = SpokenReply("A long answer that goes on for a while.", (Tone(500.0, 1.5), Tone(700.0, 1.5)))

@@ -14,8 +14,8 @@ from scipy.signal import resample_poly
 
 from edgevoice.audio.settings import AudioSettings
 from edgevoice.config import Config
-from edgevoice.realtime.emulator import EmulatorSettings, SpokenReply, Tone
-from edgevoice.virtual_audio import VirtualSoundCard
+from edgevoice.devkit.emulator import EmulatorSettings, SpokenReply, Tone
+from edgevoice.devkit.sound_card import VirtualSoundCard
 
 RATE = 48000
 LEAD = 0.5

@@ -19,8 +19,8 @@ from room import Room, kiosk_rir
 
 from edgevoice.audio.settings import AudioSettings
 from edgevoice.config import Config, ConversationSettings
-from edgevoice.realtime.emulator import EmulatorSettings, SpokenReply
-from edgevoice.virtual_audio import ROOM_MIC, ROOM_SPEAKER, VirtualSoundCard
+from edgevoice.devkit.emulator import EmulatorSettings, SpokenReply
+from edgevoice.devkit.sound_card import ROOM_MIC, ROOM_SPEAKER, VirtualSoundCard
 
 ANSWER_TEXT = (
     "Let me tell you about the museum. It opened in nineteen twelve, and it has three floors of paintings, "

@@ -16,8 +16,8 @@ from conftest import CARD, silence, speak
 from device import Device
 from notify_socket import NotifySocket
 
-from edgevoice.realtime.emulator import EmulatorSettings, SpokenReply, Tone
-from edgevoice.virtual_audio import MIC, SPEAKER, VirtualSoundCard
+from edgevoice.devkit.emulator import EmulatorSettings, SpokenReply, Tone
+from edgevoice.devkit.sound_card import MIC, SPEAKER, VirtualSoundCard
 
 RATE = 48000
 CONFIG = f"""

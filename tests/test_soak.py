@@ -17,9 +17,9 @@ from conftest import silence, speak
 from device import Device
 
 from edgevoice.config import Config, ConversationSettings
-from edgevoice.realtime.emulator import EmulatorSettings
+from edgevoice.devkit.emulator import EmulatorSettings
+from edgevoice.devkit.sound_card import VirtualSoundCard
 from edgevoice.realtime.settings import RealtimeSettings, ReconnectSettings
-from edgevoice.virtual_audio import VirtualSoundCard
 
 RATE = 48000
 TURN_GAP_S = 2.6  # silence after each phrase: the answer plays in it

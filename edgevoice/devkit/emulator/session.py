@@ -31,8 +31,12 @@ from .checks import (
     parse_frame,
     required,
 )
-from .conversation import USER_AUDIO_MS_PER_TOKEN, Conversation, StoredItem
-from .events import (
+from .items import USER_AUDIO_MS_PER_TOKEN, ItemStore, StoredItem
+from .requests import ResponseOptions, parse_item, parse_response_options
+from .response import ResponseRun
+from .schema import SEMANTIC_VAD_SILENCE_MS, apply_session_update
+from .script import EmulatorSettings, Reply, ResponseFailure
+from .server_events import (
     SESSION_EXPIRED_MESSAGE,
     audio_tokens,
     default_session,
@@ -42,10 +46,6 @@ from .events import (
     user_audio_item,
     word_tokens,
 )
-from .requests import ResponseOptions, parse_item, parse_response_options
-from .response import ResponseRun
-from .schema import SEMANTIC_VAD_SILENCE_MS, apply_session_update
-from .script import EmulatorSettings, Reply, ResponseFailure
 
 logger = logging.getLogger("edgevoice.emulator")
 
@@ -86,7 +86,7 @@ class EmulatorSession:
         settings = link.settings
         lifetime_s = settings.session_max_s if settings.session_max_s is not None else 3600.0
         self.config: dict[str, Any] = default_session(model, new_id("sess"), int(time.time() + lifetime_s))
-        self.conversation = Conversation(new_id("conv"))
+        self.items = ItemStore(new_id("conv"))
         self._input = InputAudioBuffer(self._input_format, None)  # the session's input timeline starts at 0
         self._input.vad = self._make_vad()
         self._speech_item_id: str | None = None
@@ -189,7 +189,7 @@ class EmulatorSession:
         check_keys(event, ("type", "event_id", "session"), "")
         new = apply_session_update(self.config, required(event, "session", ""))
         old_output, new_output = self.config["audio"]["output"], new["audio"]["output"]
-        if new_output["voice"] != old_output["voice"] and self.conversation.has_assistant_audio():
+        if new_output["voice"] != old_output["voice"] and self.items.has_assistant_audio():
             raise ClientError(
                 "cannot_update_voice",
                 "Cannot update a conversation's voice if assistant audio is present.",
@@ -296,7 +296,7 @@ class EmulatorSession:
         audio_ms = self._input.take()
         self._speech_item_id = None
         stored = StoredItem(wire=user_audio_item(item_id), audio_ms=audio_ms)
-        previous = self.conversation.insert(stored, None)
+        previous = self.items.insert(stored, None)
         await self._send("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous)
         await self._send("conversation.item.added", item=stored.snapshot(), previous_item_id=previous)
         await self._send("conversation.item.done", item=stored.snapshot(), previous_item_id=previous)
@@ -339,7 +339,7 @@ class EmulatorSession:
     # --- conversation items ----------------------------------------------------------------------------
     def _existing_item(self, event: Event, key: str = "item_id") -> StoredItem:
         item_id = expect_str(required(event, key, ""), key)
-        stored = self.conversation.get(item_id)
+        stored = self.items.get(item_id)
         if stored is None:
             raise ClientError("item_not_found", f"Item with item_id '{item_id[:100]}' not found.", key)
         return stored
@@ -348,12 +348,12 @@ class EmulatorSession:
         check_keys(event, ("type", "event_id", "previous_item_id", "item"), "")
         parsed = parse_item(required(event, "item", ""), new_id("item"), self._input_format)
         after = optional_id(event, "previous_item_id", "")
-        if after not in (None, "root") and self.conversation.get(after) is None:
+        if after not in (None, "root") and self.items.get(after) is None:
             raise ClientError("item_not_found", f"Previous item with item_id '{after}' not found.", "previous_item_id")
-        if self.conversation.get(parsed.wire["id"]) is not None:
+        if self.items.get(parsed.wire["id"]) is not None:
             raise ClientError("invalid_value", f"Item with item_id '{parsed.wire['id']}' already exists.", "item.id")
         stored = StoredItem(wire=parsed.wire, audio_ms=parsed.audio_ms)
-        previous = self.conversation.insert(stored, after)
+        previous = self.items.insert(stored, after)
         await self._send("conversation.item.added", item=stored.snapshot(), previous_item_id=previous)
         await self._send("conversation.item.done", item=stored.snapshot(), previous_item_id=previous)
 
@@ -364,7 +364,7 @@ class EmulatorSession:
     async def _on_item_delete(self, event: Event) -> None:
         check_keys(event, ("type", "event_id", "item_id"), "")
         stored = self._existing_item(event)
-        self.conversation.delete(stored.id)
+        self.items.delete(stored.id)
         await self._send("conversation.item.deleted", item_id=stored.id)
 
     async def _on_item_truncate(self, event: Event) -> None:
@@ -405,7 +405,7 @@ class EmulatorSession:
     async def _start_response(self, options: ResponseOptions) -> None:
         failure = self._link.take_response_failure()
         reply = None if failure is not None else self._link.next_reply()
-        run = ResponseRun(self._link, self.conversation, self.config, options, reply, failure, self._response_finished)
+        run = ResponseRun(self._link, self.items, self.config, options, reply, failure, self._response_finished)
         self._active = run
         self._spawn(run.run())
 

@@ -9,10 +9,10 @@ The modules, from the outside in:
     handshake     HTTP refusals, credentials, redacted handshake records
     session       one connection's protocol state machine
     checks, schema, requests   validation of untrusted client events and session/response/item shapes
-    conversation  the conversation's items (for truncate, delete, previous_item_id)
+    items         the conversation's items (for truncate, delete, previous_item_id)
     response      one response streaming audio, transcript or a tool call
     audio         tones, energy VAD, the input buffer, G.711
-    events        builders of the server events
+    server_events builders of the server events
     script        settings and scripted replies
 """
 

@@ -39,7 +39,6 @@ from websockets.exceptions import ConnectionClosed, ProtocolError
 from websockets.frames import Close
 from websockets.http11 import Request, Response
 
-from .events import BETA_DISABLED_MESSAGE, SESSION_EXPIRED_MESSAGE, error_event
 from .handshake import (
     REALTIME_PATHS,
     HandshakeRecord,
@@ -55,6 +54,7 @@ from .script import (
     ResponseFailure,
     SpokenReply,
 )
+from .server_events import BETA_DISABLED_MESSAGE, SESSION_EXPIRED_MESSAGE, error_event
 from .session import EmulatorSession
 
 logger = logging.getLogger("edgevoice.emulator")
