@@ -128,4 +128,3 @@ def test_stopping_mid_answer_cancels_it_closes_the_session_and_is_quick(sound_ca
     assert took < 2.0
     assert len(device.sent("response.cancel")) == 1
     assert any("stopped" in line for line in device.log.lines)
-    device.check_conformance()

@@ -132,7 +132,6 @@ def test_soak_faults_every_few_seconds(sound_card: VirtualSoundCard) -> None:
     ]  # fmt: skip
     for expected in replays:
         assert any(got[: len(expected)] == expected for got in replayed_items), (expected, replayed_items)
-    device.check_conformance()
 
 
 def _split_by_session(received: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
