@@ -1,9 +1,10 @@
 """One response of the Realtime emulator, from `response.created` to `response.done`.
 
 A response runs as its own task so the session keeps reading client events meanwhile (a `response.cancel`
-or a barge-in must be able to stop it). The event order follows REALTIME.md §3.4. A cancelled response
-still closes what it opened (`…done` events for the audio, transcript, content part and item, the item
-marked `incomplete`) before `response.done`, so clients can finish their bookkeeping the same way.
+or a barge-in must be able to stop it). The event order is the one in docs/realtime.md, "A response's
+event order". A cancelled response still closes what it opened (`…done` events for the audio, transcript,
+content part and item, the item marked `incomplete`) before `response.done`, so clients can finish their
+bookkeeping the same way.
 """
 
 from __future__ import annotations
