@@ -9,7 +9,7 @@ import asyncio
 import signal
 import sys
 
-from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator, SpokenReply, Tone
+from edgevoice.devkit.emulator import EmulatorSettings, RealtimeEmulator, SpokenReply, Tone
 
 
 async def main(port: int, reply_s: float) -> None:

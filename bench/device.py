@@ -15,7 +15,7 @@ import numpy as np
 from gpiozero.pins.mock import MockFactory
 from pipeline import PTT, peer, test_signal  # bench/ is on sys.path: this file runs as a script
 
-from edgevoice.virtual_audio import MIC, SPEAKER, VirtualSoundCard
+from edgevoice.devkit.sound_card import MIC, SPEAKER, VirtualSoundCard
 
 
 async def cpu_percent(seconds: float) -> float:

@@ -45,7 +45,7 @@ from scipy.signal import fftconvolve
 from edgevoice.audio.echo import EchoCanceller
 from edgevoice.audio.resample import StreamResampler, to_int16
 from edgevoice.audio.vad import LocalVad
-from edgevoice.virtual_audio import read_wav
+from edgevoice.devkit.sound_card import read_wav
 
 TOTAL_S, DT_S, CHANGE_S = 26.0, (12.0, 16.0), 20.0
 FAR_TEXT = (

@@ -19,8 +19,8 @@ import statistics
 import time
 from typing import Any
 
+from edgevoice.devkit.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.realtime.credentials import StaticSecret
-from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.realtime.manager import Clockwork, LinkStatus, ManagerHooks, SessionManager
 from edgevoice.realtime.retry import RetryPolicy
 from edgevoice.realtime.session import SessionError

@@ -23,7 +23,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from edgevoice.demo import DEFAULT_PHRASE, run_demo
+    from edgevoice.devkit.demo import DEFAULT_PHRASE, run_demo
 
     logging.basicConfig(level=logging.WARNING, format="  %(levelname)s %(name)s: %(message)s")
     return run_demo(Path(args.out), vad=args.vad, phrase=args.say or DEFAULT_PHRASE)
@@ -46,7 +46,7 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
-    from edgevoice.realtime.emulator import EmulatorSettings, serve
+    from edgevoice.devkit.emulator import EmulatorSettings, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     settings = EmulatorSettings(host=args.host, port=args.port)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from edgevoice.audio.resample import StreamResampler, to_int16
-from edgevoice.virtual_audio import VirtualSoundCard, read_wav
+from edgevoice.devkit.sound_card import VirtualSoundCard, read_wav
 
 _workdir = Path(tempfile.mkdtemp(prefix="edgevoice-tests-"))
 CARD = VirtualSoundCard(_workdir / "card")

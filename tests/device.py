@@ -5,8 +5,10 @@
         device.press(); ...; device.release()
         await device.wait_state("idle", after="speaking")
 
-Every test that uses it ends with `device.check_conformance()`: every client event edgevoice sent
-validates against openai's GA types, and so does every event the emulator sent.
+Leaving the `async with` block cleanly runs `check_conformance()`: every client event edgevoice sent
+validates against openai's GA types, and so does every event the emulator sent. A test in which edgevoice
+must send nothing says why (`sends_nothing="..."`), and the check then asserts exactly that. A test whose
+body failed is not checked: its own error is the one to read.
 """
 
 from __future__ import annotations
@@ -31,15 +33,17 @@ from edgevoice.audio.settings import AudioSettings
 from edgevoice.config import Config, ConversationSettings
 from edgevoice.control.settings import ControlSettings
 from edgevoice.daemon import Daemon
+from edgevoice.devkit.emulator import EmulatorSettings, RealtimeEmulator
+from edgevoice.devkit.sound_card import MIC, SPEAKER, VirtualSoundCard
 from edgevoice.hw.settings import HardwareSettings
 from edgevoice.realtime.credentials import StaticSecret
-from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.realtime.settings import TurnDetectionSettings
 from edgevoice.system.logs import quiet_noisy_loggers
-from edgevoice.virtual_audio import MIC, SPEAKER, VirtualSoundCard
 
 
 class Device:
+    """The device under test; use it as an async context manager, which checks wire conformance on exit."""
+
     def __init__(
         self,
         card: VirtualSoundCard,
@@ -50,6 +54,7 @@ class Device:
         config: Config | None = None,
         api_key: str | None = None,
         url: str | None = None,
+        sends_nothing: str = "",
     ) -> None:
         self.card = card
         self.mic = mic
@@ -58,6 +63,8 @@ class Device:
         self._config = config
         self._api_key = api_key
         self._url = url
+        self.sends_nothing = sends_nothing
+        """Why edgevoice must send the emulator nothing in this test ("" = it must send something)."""
         self.events: list[dict[str, Any]] = []
         self.factory = MockFactory()
         self.log = LogCapture()
@@ -95,7 +102,7 @@ class Device:
         await asyncio.wait_for(ready.wait(), 10)
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         try:
             if self.daemon is not None:
                 self.daemon.stop()
@@ -105,6 +112,8 @@ class Device:
             await self.emulator.stop()
             logging.getLogger().removeHandler(self.log)
             shutil.rmtree(self.socket_path.parent, ignore_errors=True)
+        if exc_type is None:
+            self.check_conformance()  # after the stop: every event of the session's close is recorded
 
     def _record(self, event: dict[str, Any]) -> None:
         self.events.append({**event, "t": time.monotonic() - self.t0})
@@ -162,7 +171,11 @@ class Device:
         return [e for e in self.emulator.received if e.get("type") == kind]
 
     def check_conformance(self) -> None:
-        assert self.emulator.received, "edgevoice sent nothing"
+        """Every event on the wire, both ways, is a valid GA event (run by `__aexit__`)."""
+        if self.sends_nothing:
+            assert not self.emulator.received, f"edgevoice sent events, though {self.sends_nothing}"
+        else:
+            assert self.emulator.received, "edgevoice sent nothing (if that is right, say why: sends_nothing=...)"
         for event in self.emulator.received:
             validate_client_event(event)
         for event in self.emulator.sent:

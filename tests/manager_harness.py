@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 from conformance import validate_client_event, validate_server_event
 
+from edgevoice.devkit.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.realtime import events as ev
 from edgevoice.realtime.carryover import CarryOver
 from edgevoice.realtime.credentials import SecretSource, StaticSecret
-from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.realtime.manager import LinkStatus, ManagerHooks, SessionManager
 from edgevoice.realtime.settings import (
     RealtimeSettings,

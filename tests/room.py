@@ -20,7 +20,7 @@ import pyaudio
 from scipy.signal import fftconvolve
 
 from edgevoice.audio.devices import find_device, list_devices, open_portaudio
-from edgevoice.virtual_audio import ROOM_IN, ROOM_OUT, VirtualSoundCard
+from edgevoice.devkit.sound_card import ROOM_IN, ROOM_OUT, VirtualSoundCard
 
 BLOCK = 960  # 20 ms at 48 kHz
 

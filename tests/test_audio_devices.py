@@ -13,7 +13,7 @@ from edgevoice.audio.bridge import CaptureStream
 from edgevoice.audio.devices import AudioDeviceError, find_device, list_devices, negotiate_format, open_portaudio
 from edgevoice.audio.microphone import Microphone
 from edgevoice.audio.resample import to_int16
-from edgevoice.virtual_audio import MIC, MIC_FAST, SPEAKER
+from edgevoice.devkit.sound_card import MIC, MIC_FAST, SPEAKER
 
 
 @pytest.fixture

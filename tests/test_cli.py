@@ -17,7 +17,7 @@ from conftest import CARD
 from device import dominant_hz, tone_segments
 from websockets.asyncio.client import connect
 
-from edgevoice.virtual_audio import read_wav
+from edgevoice.devkit.sound_card import read_wav
 
 EDGEVOICE = [sys.executable, "-m", "edgevoice"]
 

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
 
 from edgevoice.realtime.credentials import (
     LOCAL_PLACEHOLDER,
@@ -17,7 +18,6 @@ from edgevoice.realtime.credentials import (
     load_api_key,
     secrets_for,
 )
-from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.realtime.session import RealtimeSession
 from edgevoice.realtime.settings import RealtimeSettings, TranscriptionSettings
 from edgevoice.realtime.urls import is_loopback_host, is_loopback_url

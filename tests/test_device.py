@@ -1,5 +1,5 @@
 """Whole conversation turns through the real components: ALSA/PortAudio (virtual card), gpiozero mock
-pins, the daemon, a real WebSocket to the emulator. Every test also checks wire conformance."""
+pins, the daemon, a real WebSocket to the emulator. `Device` checks every test's wire conformance."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from scipy.signal import resample_poly
 
 from edgevoice.audio.settings import AudioSettings
 from edgevoice.config import Config
-from edgevoice.realtime.emulator import EmulatorSettings, SpokenReply, Tone
-from edgevoice.virtual_audio import VirtualSoundCard
+from edgevoice.devkit.emulator import EmulatorSettings, SpokenReply, Tone
+from edgevoice.devkit.sound_card import VirtualSoundCard
 
 RATE = 48000
 LEAD = 0.5
@@ -82,7 +82,6 @@ def test_push_to_talk_turn_end_to_end(sound_card: VirtualSoundCard) -> None:
     assert ("assistant", "Hello from the edgevoice emulator.") in transcripts
     assert any(role == "user" for role, _ in transcripts)
     assert [e["pattern"] for e in device.of("led")][:3] == ["off", "blink 0.1s on / 0.4s off", "on"]
-    device.check_conformance()
 
 
 def test_server_vad_turn_and_barge_in_by_voice(sound_card: VirtualSoundCard) -> None:
@@ -122,7 +121,6 @@ def test_server_vad_turn_and_barge_in_by_voice(sound_card: VirtualSoundCard) -> 
         e for e in device.emulator.sent if e["type"] == "response.done" and e["response"]["status"] == "cancelled"
     ]
     assert len(cancelled) == 1
-    device.check_conformance()
 
 
 @pytest.mark.parametrize("answer_gap_s", [0.6, 1.5, 2.6])
@@ -164,7 +162,6 @@ def test_button_interrupts_the_answer_and_starts_a_new_turn(sound_card: VirtualS
     assert abs(heard_ms - truncate["audio_end_ms"]) < 100, (heard_ms, truncate)
     # Nothing of the interrupted answer played after the cut: the second segment is the default reply.
     assert abs((segments[1][1] - segments[1][0]) - 0.9) < 0.05
-    device.check_conformance()
 
 
 def test_malformed_server_events_are_logged_and_the_turn_completes(sound_card: VirtualSoundCard) -> None:
@@ -197,7 +194,8 @@ def test_malformed_server_events_are_logged_and_the_turn_completes(sound_card: V
 
 def test_unreachable_endpoint_shows_offline_and_a_press_retries(sound_card: VirtualSoundCard) -> None:
     async def scenario() -> Device:
-        async with Device(sound_card, mic=silence(30), url="ws://127.0.0.1:9/v1/realtime") as device:
+        url, why = "ws://127.0.0.1:9/v1/realtime", "the endpoint is unreachable"
+        async with Device(sound_card, mic=silence(30), url=url, sends_nothing=why) as device:
             await device.wait_capture(0.2)
             device.press()
             await device.wait_state("offline")
@@ -222,7 +220,10 @@ def test_refused_key_shows_error_and_never_reaches_the_logs(sound_card: VirtualS
         emulator = EmulatorSettings(api_key="sk-" + "right-key-0123456789", bad_key_mode=mode)
 
         async def scenario(emulator: EmulatorSettings = emulator) -> Device:
-            async with Device(sound_card, mic=silence(30), emulator=emulator, api_key=secret) as device:
+            why = "the emulator refuses the key before it reads any event"
+            async with Device(
+                sound_card, mic=silence(30), emulator=emulator, api_key=secret, sends_nothing=why
+            ) as device:
                 await device.wait_capture(0.2)
                 device.press()
                 await device.wait_state("error")
@@ -241,7 +242,7 @@ def test_missing_microphone_is_an_error_that_lists_the_devices(sound_card: Virtu
     config = Config(audio=AudioSettings(input_device="no-such-microphone", output_device="ev_spk"))
 
     async def scenario() -> Device:
-        async with Device(sound_card, mic=silence(5), config=config) as device:
+        async with Device(sound_card, mic=silence(5), config=config, sends_nothing="there is no microphone") as device:
             await device.wait_state("error")
             device.press()  # the daemon is alive and still answers the button
             await asyncio.sleep(0.1)
@@ -292,7 +293,6 @@ def test_a_16khz_stereo_microphone_and_a_44khz_speaker(sound_card: VirtualSoundC
     (segment,) = tone_segments(played, rate_out)
     answer = played[int(segment[0] * rate_out) : int(segment[1] * rate_out)]
     assert [round(dominant_hz(p, rate_out) / 10) * 10 for p in np.array_split(answer, 3)] == [440, 660, 880]
-    device.check_conformance()
 
 
 def test_the_key_goes_in_a_bearer_header_and_opens_the_session(sound_card: VirtualSoundCard) -> None:
@@ -315,7 +315,8 @@ def test_the_key_goes_in_a_bearer_header_and_opens_the_session(sound_card: Virtu
 
 def test_a_double_press_mutes_the_microphone(sound_card: VirtualSoundCard) -> None:
     async def scenario() -> Device:
-        async with Device(sound_card, mic=np.concatenate((silence(0.5), speak("Secret."), silence(20)))) as device:
+        mic = np.concatenate((silence(0.5), speak("Secret."), silence(20)))
+        async with Device(sound_card, mic=mic, sends_nothing="the microphone is muted") as device:
             await device.wait_capture(0.2)
             for _ in range(2):  # a double press
                 device.press()

@@ -16,11 +16,11 @@ import pytest
 from conftest import CARD
 
 from edgevoice.config import Config
+from edgevoice.devkit.emulator import EmulatorSettings, RealtimeEmulator
+from edgevoice.devkit.sound_card import MIC_FAST, SPEAKER_FAST
 from edgevoice.doctor import Context, Finding, diagnose, local, report
 from edgevoice.hw.profiles import check_board
 from edgevoice.hw.settings import HardwareSettings
-from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
-from edgevoice.virtual_audio import MIC_FAST, SPEAKER_FAST
 
 KEY = "sk-" + "proj-doctor0123456789abcdef"
 RATE = 48000

@@ -33,7 +33,7 @@ from edgevoice.audio.resample import StreamResampler, to_int16
 from edgevoice.audio.ring import SampleRing
 from edgevoice.audio.settings import AudioSettings
 from edgevoice.audio.speaker import Speaker
-from edgevoice.virtual_audio import SPEAKER, VirtualSoundCard
+from edgevoice.devkit.sound_card import SPEAKER, VirtualSoundCard
 
 DEVICE_RATE = 48000
 BUFFER = 960  # 20 ms at 48 kHz, as the daemon opens the stream

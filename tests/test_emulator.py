@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from edgevoice.realtime.emulator import (
+from edgevoice.devkit.emulator import (
     EmulatorSettings,
     FunctionCallReply,
     RealtimeEmulator,
@@ -33,7 +33,7 @@ from edgevoice.realtime.emulator import (
     Tone,
     serve,
 )
-from edgevoice.realtime.emulator.audio import PCMA, PCMU, alaw_encode, ulaw_encode
+from edgevoice.devkit.emulator.audio import PCMA, PCMU, alaw_encode, ulaw_encode
 
 MODEL = "gpt-realtime"
 RATE = 24_000

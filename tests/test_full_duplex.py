@@ -19,8 +19,8 @@ from room import Room, kiosk_rir
 
 from edgevoice.audio.settings import AudioSettings
 from edgevoice.config import Config, ConversationSettings
-from edgevoice.realtime.emulator import EmulatorSettings, SpokenReply
-from edgevoice.virtual_audio import ROOM_MIC, ROOM_SPEAKER, VirtualSoundCard
+from edgevoice.devkit.emulator import EmulatorSettings, SpokenReply
+from edgevoice.devkit.sound_card import ROOM_MIC, ROOM_SPEAKER, VirtualSoundCard
 
 ANSWER_TEXT = (
     "Let me tell you about the museum. It opened in nineteen twelve, and it has three floors of paintings, "
@@ -87,4 +87,3 @@ def test_a_visitor_talks_over_the_answer_in_a_room(sound_card: VirtualSoundCard,
         assert not interrupted and not device.sent("conversation.item.truncate")
     else:  # off: the control
         assert interrupted and interrupted[0] < timeline["barge_in"], "the room's echo is too weak to test anything"
-    device.check_conformance()

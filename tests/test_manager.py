@@ -13,9 +13,9 @@ import pytest
 from conftest import LogCapture
 from manager_harness import KEY, Managed, run, tone_frames, with_reconnect
 
+from edgevoice.devkit.emulator import EmulatorSettings, FunctionCallReply, RealtimeEmulator, SpokenReply, Tone
 from edgevoice.realtime import events as ev
 from edgevoice.realtime.credentials import StaticSecret
-from edgevoice.realtime.emulator import EmulatorSettings, FunctionCallReply, RealtimeEmulator, SpokenReply, Tone
 from edgevoice.realtime.manager import Clockwork, ManagerHooks, SessionManager
 from edgevoice.realtime.settings import RealtimeSettings, ToolSettings, TranscriptionSettings, UsageSettings
 from edgevoice.realtime.tools import Tool, ToolRegistry, command_tool

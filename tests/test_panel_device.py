@@ -10,10 +10,10 @@ from device import Device
 from test_led_drivers import PinRecorder, bits_to_bytes
 
 from edgevoice.config import Config, ConversationSettings
+from edgevoice.devkit.sound_card import VirtualSoundCard
 from edgevoice.hw.led_drivers import apa102_frame
 from edgevoice.hw.leds import LOOKS
 from edgevoice.hw.settings import LedSettings
-from edgevoice.virtual_audio import VirtualSoundCard
 
 FRAME_BITS = (4 + 3 * 4 + 4) * 8
 

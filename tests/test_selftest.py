@@ -21,9 +21,9 @@ from gpiozero.pins.mock import MockFactory
 from scipy.signal import lfilter
 
 from edgevoice.config import parse_config
+from edgevoice.devkit.sound_card import MIC_FAST, SPEAKER_FAST
 from edgevoice.selftest import selftest
 from edgevoice.selftest.echo import EchoPath, measurement_signal
-from edgevoice.virtual_audio import MIC_FAST, SPEAKER_FAST
 
 RATE = 48000
 DELAY = 517  # samples: 10.8 ms of output + acoustic + input latency

@@ -16,8 +16,8 @@ from conftest import CARD, silence, speak
 from device import Device
 from notify_socket import NotifySocket
 
-from edgevoice.realtime.emulator import EmulatorSettings, SpokenReply, Tone
-from edgevoice.virtual_audio import MIC, SPEAKER, VirtualSoundCard
+from edgevoice.devkit.emulator import EmulatorSettings, SpokenReply, Tone
+from edgevoice.devkit.sound_card import MIC, SPEAKER, VirtualSoundCard
 
 RATE = 48000
 CONFIG = f"""
@@ -128,4 +128,3 @@ def test_stopping_mid_answer_cancels_it_closes_the_session_and_is_quick(sound_ca
     assert took < 2.0
     assert len(device.sent("response.cancel")) == 1
     assert any("stopped" in line for line in device.log.lines)
-    device.check_conformance()

@@ -1,1 +1,1 @@
-"""The Realtime API: event builders and parsers, one session, the local emulator."""
+"""The Realtime API: event builders and parsers, one session, the session manager and what it uses."""

@@ -29,7 +29,7 @@ MIC, SPEAKER, MIC_FAST, SPEAKER_FAST = "ev_mic", "ev_spk", "ev_mic_fast", "ev_sp
 ROOM_MIC, ROOM_SPEAKER, ROOM_IN, ROOM_OUT = "ev_room_mic", "ev_room_spk", "ev_room_in", "ev_room_out"
 
 
-class VirtualAudioError(Exception):
+class VirtualSoundCardError(Exception):
     """The virtual sound card cannot start; the message names the missing piece."""
 
 
@@ -109,7 +109,7 @@ class VirtualSoundCard:
             return f'pcm.{name} {{ type file slave.pcm {slave} {files} format "raw" }}\n'
 
         return (
-            "# written by edgevoice.virtual_audio: a scripted microphone and a recording speaker\n"
+            "# written by edgevoice.devkit.sound_card: a scripted microphone and a recording speaker\n"
             "pcm.pulse { type pulse }\nctl.pulse { type pulse }\n"
             + pcm(MIC, '"pulse"', self.mic_file, True)
             + pcm(SPEAKER, '"pulse"', self.speaker_file, False)
@@ -125,7 +125,7 @@ class VirtualSoundCard:
     def _start_pulse(self) -> None:
         binary = shutil.which("pulseaudio")
         if binary is None:
-            raise VirtualAudioError(
+            raise VirtualSoundCardError(
                 "pulseaudio is not installed; it paces the virtual sound card in real time "
                 "(apt-get install pulseaudio libasound2-plugins)"
             )
@@ -150,7 +150,7 @@ class VirtualSoundCard:
             if self._pulse.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 tail = (self.workdir / "pulseaudio.log").read_text(errors="replace")[-500:]
-                raise VirtualAudioError(f"the private PulseAudio server did not start: {tail}")
+                raise VirtualSoundCardError(f"the private PulseAudio server did not start: {tail}")
             time.sleep(0.02)
 
 

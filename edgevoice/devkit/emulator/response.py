@@ -1,9 +1,10 @@
 """One response of the Realtime emulator, from `response.created` to `response.done`.
 
 A response runs as its own task so the session keeps reading client events meanwhile (a `response.cancel`
-or a barge-in must be able to stop it). The event order follows REALTIME.md §3.4. A cancelled response
-still closes what it opened (`…done` events for the audio, transcript, content part and item, the item
-marked `incomplete`) before `response.done`, so clients can finish their bookkeeping the same way.
+or a barge-in must be able to stop it). The event order is the one in docs/realtime.md, "A response's
+event order". A cancelled response still closes what it opened (`…done` events for the audio, transcript,
+content part and item, the item marked `incomplete`) before `response.done`, so clients can finish their
+bookkeeping the same way.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from .audio import synthesize_tones, wire_format
-from .conversation import ASSISTANT_AUDIO_MS_PER_TOKEN, Conversation, StoredItem
-from .events import (
+from .items import ASSISTANT_AUDIO_MS_PER_TOKEN, ItemStore, StoredItem
+from .requests import ResponseOptions
+from .script import EmulatorSettings, FunctionCallReply, Reply, ResponseFailure, SpokenReply
+from .server_events import (
     assistant_message_item,
     audio_tokens,
     function_call_item,
@@ -30,8 +33,6 @@ from .events import (
     usage,
     word_tokens,
 )
-from .requests import ResponseOptions
-from .script import EmulatorSettings, FunctionCallReply, Reply, ResponseFailure, SpokenReply
 
 logger = logging.getLogger("edgevoice.emulator")
 
@@ -60,7 +61,7 @@ class ResponseRun:
     def __init__(
         self,
         link: ResponseLink,
-        conversation: Conversation,
+        items: ItemStore,
         session_config: dict[str, Any],
         options: ResponseOptions,
         reply: Reply | None,
@@ -69,7 +70,7 @@ class ResponseRun:
     ) -> None:
         self.id = new_id("resp")
         self._link = link
-        self._conversation = conversation
+        self._items = items
         self._config = session_config
         self._options = options
         self._reply = reply
@@ -78,7 +79,7 @@ class ResponseRun:
         self._output: list[StoredItem] = []
         self._cancel_reason: CancelReason | None = None
         self._cancelled = asyncio.Event()
-        self._input_tokens = conversation.input_token_estimate()
+        self._input_tokens = items.input_token_estimate()
         instructions = options.instructions if options.instructions is not None else session_config["instructions"]
         self._input_tokens = (self._input_tokens[0] + word_tokens(instructions), self._input_tokens[1])
 
@@ -217,7 +218,7 @@ class ResponseRun:
         """Add the output item to the conversation (unless out of band) and announce it."""
         self._output.append(stored)
         if self.in_conversation:
-            previous = self._conversation.insert(stored, None)
+            previous = self._items.insert(stored, None)
             await self._send("conversation.item.added", item=stored.snapshot(), previous_item_id=previous)
         await self._send(
             "response.output_item.added",
@@ -234,8 +235,8 @@ class ResponseRun:
             output_index=self._output_index(stored),
             item=stored.snapshot(),
         )
-        if self.in_conversation and self._conversation.get(stored.id) is not None:
-            previous = self._conversation.previous_id(stored.id)
+        if self.in_conversation and self._items.get(stored.id) is not None:
+            previous = self._items.previous_id(stored.id)
             await self._send("conversation.item.done", item=stored.snapshot(), previous_item_id=previous)
 
     async def _finish(self) -> None:
@@ -292,7 +293,7 @@ class ResponseRun:
             "status": status,
             "status_details": details,
             "output": [item.snapshot() for item in self._output] if status != "in_progress" else [],
-            "conversation_id": self._conversation.id if self.in_conversation else None,
+            "conversation_id": self._items.id if self.in_conversation else None,
             "output_modalities": self._modalities(),
             "max_output_tokens": self._options.max_output_tokens or self._config["max_output_tokens"],
             "audio": {

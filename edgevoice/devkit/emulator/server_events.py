@@ -147,7 +147,10 @@ def word_tokens(text: str) -> int:
 
 
 def audio_tokens(duration_ms: float, ms_per_token: float) -> int:
-    """Audio tokens as billed: user audio 1 per 100 ms, assistant audio 1 per 50 ms (REALTIME.md §7)."""
+    """Audio tokens as billed: user audio 1 per 100 ms, assistant audio 1 per 50 ms.
+
+    See docs/realtime.md, "Session limits, audio and billing".
+    """
     return math.ceil(duration_ms / ms_per_token - 1e-9) if duration_ms > 0 else 0
 
 

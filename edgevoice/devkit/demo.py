@@ -25,10 +25,10 @@ from edgevoice.audio.resample import StreamResampler, to_int16
 from edgevoice.audio.settings import AudioSettings
 from edgevoice.config import Config, ConversationSettings
 from edgevoice.control.settings import ControlSettings
+from edgevoice.devkit.emulator import EmulatorSettings, RealtimeEmulator
+from edgevoice.devkit.sound_card import MIC, SPEAKER, VirtualSoundCard, read_wav, write_wav
 from edgevoice.hw.settings import HardwareSettings
-from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.realtime.settings import RealtimeSettings, TurnDetectionSettings
-from edgevoice.virtual_audio import MIC, SPEAKER, VirtualSoundCard, read_wav, write_wav
 
 DEFAULT_PHRASE = "Hello! What can you tell me about this place?"
 LEAD_IN_S = 0.8  # silence before the visitor speaks

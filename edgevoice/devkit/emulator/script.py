@@ -1,7 +1,7 @@
 """Settings and scripted replies of the Realtime emulator.
 
 These live apart from `server.py` so that the per-connection state machine (`session.py`) can
-use them without importing the server. Import them from `edgevoice.realtime.emulator`, which re-exports
+use them without importing the server. Import them from `edgevoice.devkit.emulator`, which re-exports
 them; that is the public place.
 """
 

@@ -1,4 +1,4 @@
-"""The conversation an emulator session remembers: ordered items plus what truncation and billing need."""
+"""The items an emulator session remembers (its conversation): in order, plus what truncation and billing need."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from .events import audio_tokens, word_tokens
+from .server_events import audio_tokens, word_tokens
 
 USER_AUDIO_MS_PER_TOKEN = 100.0
 ASSISTANT_AUDIO_MS_PER_TOKEN = 50.0
@@ -70,8 +70,8 @@ class StoredItem:
         return text, audio_tokens(self.audio_ms, USER_AUDIO_MS_PER_TOKEN)
 
 
-class Conversation:
-    """The default conversation of one session: an ordered list of items with lookups by id."""
+class ItemStore:
+    """The items of one session's default conversation: an ordered list with lookups by id."""
 
     def __init__(self, conversation_id: str) -> None:
         self.id = conversation_id

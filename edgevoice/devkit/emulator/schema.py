@@ -26,7 +26,7 @@ from .checks import (
     join,
     required,
 )
-from .events import default_turn_detection
+from .server_events import default_turn_detection
 
 VOICES_HINT = "alloy, ash, ballad, coral, echo, sage, shimmer, verse, marin, cedar"
 

@@ -1,10 +1,15 @@
-"""HTTP side of the Realtime emulator's opening handshake: error answers, credentials, redacted records.
+"""The Realtime emulator's opening handshake: its rules, error answers, credentials, redacted records.
 
-Kept apart from the server so the rules can be read in one place; nothing here touches a session.
+Kept apart from the server so the rules can be read in one place; nothing here touches a session. The
+server asks `HandshakeRules.decide` about every upgrade request and records the answer it gave.
 """
 
 from __future__ import annotations
 
+import collections
+import enum
+import hmac
+import http
 import json
 import urllib.parse
 from dataclasses import dataclass
@@ -12,6 +17,8 @@ from dataclasses import dataclass
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+
+from .script import EmulatorSettings
 
 REALTIME_PATHS = ("/v1/realtime", "/openai/v1/realtime")  # OpenAI, Azure OpenAI (GA v1)
 REDACTED = "[REDACTED]"
@@ -25,6 +32,66 @@ HTTP_ERROR_CODES = {
     502: "bad_gateway",
     503: "service_unavailable",
 }
+
+
+class Admission(enum.Enum):
+    """What the handshake decided for an upgraded connection."""
+
+    SESSION = "session"
+    BAD_KEY = "bad_key"  # bad_key_mode="close3000": error event, then close 3000
+    BETA = "beta"  # OpenAI-Beta header: beta_api_shape_disabled, then close 4000
+
+
+class EmulatorConnection(ServerConnection):
+    """A websockets server connection that carries the handshake's verdict to the handler."""
+
+    admission: Admission = Admission.SESSION
+    model: str = ""
+    refusal_message: str = ""
+
+
+class HandshakeRules:
+    """Decides each opening handshake, in this order: a scripted failure, the path (404), the `model`
+    query parameter (400), the key (401, or an upgrade refused later with 3000), the beta header (4000)."""
+
+    def __init__(self) -> None:
+        self._scripted_failures: collections.deque[tuple[int, float | None]] = collections.deque()
+
+    def fail_next(self, status: int, count: int = 1, retry_after: float | None = None) -> None:
+        """Answer the next `count` handshakes with HTTP `status` (and a Retry-After header if given)."""
+        if not (400 <= int(http.HTTPStatus(status)) <= 599):
+            raise ValueError(f"fail_handshakes needs an HTTP error status (4xx/5xx), got {status}")
+        self._scripted_failures.extend([(status, retry_after)] * count)
+
+    def decide(self, connection: EmulatorConnection, request: Request, settings: EmulatorSettings) -> Response | None:
+        """The HTTP answer that refuses `request`, or None to upgrade (with the verdict on `connection`)."""
+        url = urllib.parse.urlsplit(request.path)
+        query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        if self._scripted_failures:
+            status, retry_after = self._scripted_failures.popleft()
+            response = http_error(connection, status, f"Injected handshake failure (HTTP {status}).")
+            if retry_after is not None:
+                response.headers["Retry-After"] = f"{retry_after:g}"
+            return response
+        if url.path not in REALTIME_PATHS:
+            message = (
+                f"No Realtime endpoint at {url.path[:200]!r}; use /v1/realtime (OpenAI) or /openai/v1/realtime (Azure)."
+            )
+            return http_error(connection, 404, message)
+        if not query.get("model"):
+            return http_error(
+                connection, 400, "Missing required parameter: 'model'.", code="missing_required_parameter"
+            )
+        key_ok = key_accepted(request.headers, settings.api_key)
+        if not key_ok and settings.bad_key_mode == "http401":
+            return http_error(connection, 401, bad_key_message(request.headers))
+        connection.model = query["model"]
+        if not key_ok:
+            connection.admission = Admission.BAD_KEY
+            connection.refusal_message = bad_key_message(request.headers)
+        elif request.headers.get_all("OpenAI-Beta"):
+            connection.admission = Admission.BETA
+        return None
 
 
 @dataclass(frozen=True)
@@ -77,6 +144,14 @@ def presented_key(headers: Headers) -> str | None:
         if value.strip():
             return value.strip()
     return None
+
+
+def key_accepted(headers: Headers, expected: str | None) -> bool:
+    """True when no key is required, or the presented one matches (compared in constant time)."""
+    if expected is None:
+        return True
+    presented = presented_key(headers)
+    return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
 
 
 def bad_key_message(headers: Headers) -> str:

@@ -4,9 +4,10 @@ Used by `edgevoice demo`, `edgevoice emulator` and every test: no network, no ke
 with scripted replies (tones with a transcript, or tool calls) and can inject the faults a field device
 meets: handshake failures, drops, stalls, close codes, session expiry, failed responses, garbage frames.
 
-This module is the listening socket, the handshake rules and the registry of connections; the protocol
-of one connection is `session.EmulatorSession`. It is a leaf: the standard library, numpy and
-websockets only, so a separate process can run it without the rest of edgevoice.
+This module is the listening socket, the registry of connections and the fault injection; the rules of
+the opening handshake are `handshake.HandshakeRules`, the protocol of one connection is
+`session.EmulatorSession`. It is a leaf: the standard library, numpy and websockets only, so a separate
+process can run it without the rest of edgevoice.
 
 Limits: one client frame may be at most 16 MiB (`max_size`; larger frames are closed by websockets with
 code 1009), and one event at most 15 MiB (larger ones get an `error` event). The server sends no
@@ -22,32 +23,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import enum
-import hmac
-import http
 import json
 import logging
-import urllib.parse
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Literal
 
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, ProtocolError
 from websockets.frames import Close
 from websockets.http11 import Request, Response
 
-from .events import BETA_DISABLED_MESSAGE, SESSION_EXPIRED_MESSAGE, error_event
-from .handshake import (
-    REALTIME_PATHS,
-    HandshakeRecord,
-    bad_key_message,
-    close_reason,
-    http_error,
-    presented_key,
-)
+from .handshake import Admission, EmulatorConnection, HandshakeRecord, HandshakeRules, close_reason
 from .script import (
     EmulatorSettings,
     FunctionCallReply,
@@ -55,6 +43,7 @@ from .script import (
     ResponseFailure,
     SpokenReply,
 )
+from .server_events import BETA_DISABLED_MESSAGE, SESSION_EXPIRED_MESSAGE, error_event
 from .session import EmulatorSession
 
 logger = logging.getLogger("edgevoice.emulator")
@@ -67,26 +56,10 @@ MAX_FRAME_BYTES = 16 * 1024 * 1024
 DEFAULT_RATE_LIMIT_MESSAGE = "Rate limit reached for requests per day (RPD). Please try again in 20s."
 
 
-class _Admission(enum.Enum):
-    """What the handshake decided for an upgraded connection."""
-
-    SESSION = "session"
-    BAD_KEY = "bad_key"  # bad_key_mode="close3000": error event, then close 3000
-    BETA = "beta"  # OpenAI-Beta header: beta_api_shape_disabled, then close 4000
-
-
-class _EmulatorConnection(ServerConnection):
-    """A websockets server connection that carries the handshake's verdict to the handler."""
-
-    admission: _Admission = _Admission.SESSION
-    model: str = ""
-    refusal_message: str = ""
-
-
 class _Link:
     """A session's view of the emulator: its own connection plus the shared script and records."""
 
-    def __init__(self, emulator: RealtimeEmulator, connection: _EmulatorConnection) -> None:
+    def __init__(self, emulator: RealtimeEmulator, connection: EmulatorConnection) -> None:
         self._emulator = emulator
         self._connection = connection
 
@@ -122,11 +95,11 @@ class RealtimeEmulator:
         self.handshakes: list[HandshakeRecord] = []
         self.sessions_started = 0
         self._server: Server | None = None
-        self._connections: set[_EmulatorConnection] = set()
-        self._sessions: dict[_EmulatorConnection, EmulatorSession] = {}
+        self._connections: set[EmulatorConnection] = set()
+        self._sessions: dict[EmulatorConnection, EmulatorSession] = {}
         self._replies: collections.deque[Reply] = collections.deque()
         self._failures: collections.deque[ResponseFailure] = collections.deque()
-        self._handshake_failures: collections.deque[tuple[int, float | None]] = collections.deque()
+        self._handshake_rules = HandshakeRules()
         self._received_counts: collections.Counter[str] = collections.Counter()
         self._last_received: dict[str, dict[str, Any]] = {}
         self._received_signal: asyncio.Event | None = None
@@ -145,7 +118,7 @@ class RealtimeEmulator:
             self.settings.port,
             process_request=self._process_request,
             process_response=self._process_response,
-            create_connection=_EmulatorConnection,
+            create_connection=EmulatorConnection,
             compression=None,  # base64 audio does not compress; the SDK turns deflate off too
             max_size=MAX_FRAME_BYTES,
             ping_interval=None,
@@ -255,9 +228,7 @@ class RealtimeEmulator:
 
     def fail_handshakes(self, status: int, count: int = 1, *, retry_after: float | None = None) -> None:
         """Answer the next `count` handshakes with HTTP `status` (and a Retry-After header if given)."""
-        if not (400 <= int(http.HTTPStatus(status)) <= 599):
-            raise ValueError(f"fail_handshakes needs an HTTP error status (4xx/5xx), got {status}")
-        self._handshake_failures.extend([(status, retry_after)] * count)
+        self._handshake_rules.fail_next(status, count, retry_after)
 
     def fail_next_response(self, code: str = "rate_limit_exceeded", message: str = DEFAULT_RATE_LIMIT_MESSAGE) -> None:
         """The next response ends with `response.done` status "failed" and this `status_details.error`."""
@@ -271,35 +242,8 @@ class RealtimeEmulator:
 
     # --- handshake -----------------------------------------------------------------------------------
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Decide the handshake: injected failure, 404 path, 400 without model, 401 bad key; else upgrade."""
-        assert isinstance(connection, _EmulatorConnection)
-        url = urllib.parse.urlsplit(request.path)
-        query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
-        if self._handshake_failures:
-            status, retry_after = self._handshake_failures.popleft()
-            response = http_error(connection, status, f"Injected handshake failure (HTTP {status}).")
-            if retry_after is not None:
-                response.headers["Retry-After"] = f"{retry_after:g}"
-            return response
-        if url.path not in REALTIME_PATHS:
-            message = (
-                f"No Realtime endpoint at {url.path[:200]!r}; use /v1/realtime (OpenAI) or /openai/v1/realtime (Azure)."
-            )
-            return http_error(connection, 404, message)
-        if not query.get("model"):
-            return http_error(
-                connection, 400, "Missing required parameter: 'model'.", code="missing_required_parameter"
-            )
-        key_ok = self._key_accepted(request.headers)
-        if not key_ok and self.settings.bad_key_mode == "http401":
-            return http_error(connection, 401, bad_key_message(request.headers))
-        connection.model = query["model"]
-        if not key_ok:
-            connection.admission = _Admission.BAD_KEY
-            connection.refusal_message = bad_key_message(request.headers)
-        elif request.headers.get_all("OpenAI-Beta"):
-            connection.admission = _Admission.BETA
-        return None
+        assert isinstance(connection, EmulatorConnection)
+        return self._handshake_rules.decide(connection, request, self.settings)
 
     def _process_response(self, connection: ServerConnection, request: Request, response: Response) -> None:
         """Record every handshake with the status actually answered."""
@@ -308,21 +252,14 @@ class RealtimeEmulator:
         if record.status != 101:
             logger.info("handshake for %s refused with HTTP %d", record.path, record.status)
 
-    def _key_accepted(self, headers: Headers) -> bool:
-        expected = self.settings.api_key
-        if expected is None:
-            return True
-        presented = presented_key(headers)
-        return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
-
     # --- connections ---------------------------------------------------------------------------------
     async def _handle(self, connection: ServerConnection) -> None:
-        assert isinstance(connection, _EmulatorConnection)
+        assert isinstance(connection, EmulatorConnection)
         self._connections.add(connection)
         try:
-            if connection.admission is _Admission.BAD_KEY:
+            if connection.admission is Admission.BAD_KEY:
                 await self._refuse(connection, "invalid_api_key", connection.refusal_message, 3000)
-            elif connection.admission is _Admission.BETA:
+            elif connection.admission is Admission.BETA:
                 await self._refuse(connection, "beta_api_shape_disabled", BETA_DISABLED_MESSAGE, 4000)
             else:
                 await self._run_session(connection)
@@ -331,7 +268,7 @@ class RealtimeEmulator:
         finally:
             self._connections.discard(connection)
 
-    async def _run_session(self, connection: _EmulatorConnection) -> None:
+    async def _run_session(self, connection: EmulatorConnection) -> None:
         assert self._unstalled is not None
         if not self._unstalled.is_set():
             connection.transport.pause_reading()
@@ -354,7 +291,7 @@ class RealtimeEmulator:
             del self._sessions[connection]
             await session.shutdown()
 
-    async def _refuse(self, connection: _EmulatorConnection, code: str, message: str, close_code: int) -> None:
+    async def _refuse(self, connection: EmulatorConnection, code: str, message: str, close_code: int) -> None:
         """Accept the socket only to say why it is refused, then close it with `close_code`."""
         logger.info("connection refused after upgrade (%s), closing with %d", code, close_code)
         await self._send_event(connection, error_event(code, message))
@@ -383,7 +320,7 @@ class RealtimeEmulator:
             self._received_signal.set()
             self._received_signal = asyncio.Event()
 
-    def _resume_reading(self, connections: list[_EmulatorConnection]) -> None:
+    def _resume_reading(self, connections: list[EmulatorConnection]) -> None:
         for connection in connections:
             # websockets pauses reading itself when its frame queue is full; leave that pause alone.
             queue_full = getattr(connection.recv_messages, "paused", False)
@@ -396,6 +333,3 @@ async def serve(settings: EmulatorSettings = EmulatorSettings()) -> None:  # noq
     async with RealtimeEmulator(settings) as emulator:
         logger.info("connect to %s?model=gpt-realtime (Ctrl-C stops)", emulator.url)
         await asyncio.Event().wait()
-
-
-# --- helpers -----------------------------------------------------------------------------------------
