@@ -29,6 +29,7 @@ async def measure(url: str) -> None:
     from edgevoice.config import Config
     from edgevoice.daemon import Daemon
     from edgevoice.hw.settings import HardwareSettings
+    from edgevoice.realtime.credentials import LOCAL_PLACEHOLDER, StaticSecret
 
     config = Config(
         realtime=PTT.__class__(**{**PTT.__dict__, "url": url}),
@@ -36,7 +37,7 @@ async def measure(url: str) -> None:
         hardware=HardwareSettings(pin_factory="mock"),
     )
     factory = MockFactory()
-    daemon = Daemon(config, pin_factory=factory)
+    daemon = Daemon(config, pin_factory=factory, secrets=StaticSecret(LOCAL_PLACEHOLDER))  # never a real key
     states: list[str] = []
     daemon.subscribe(lambda e: states.append(e["state"]) if e["event"] == "state" else None)
     task = asyncio.create_task(daemon.run())

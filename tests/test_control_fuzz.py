@@ -33,7 +33,7 @@ from edgevoice.control.limits import MAX_LINE
 from edgevoice.control.protocol import valid_id
 
 TICK_S = 0.02
-MAX_TICK_GAP_S = 0.1  # 5 ticks: something held the event loop (a machine under load stays well below)
+MAX_TICK_GAP_S = 1.0  # a hang detector, not a figure: the tick's regularity is measured by bench/control.py
 
 
 class ServerProcess:

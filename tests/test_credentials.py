@@ -8,8 +8,8 @@ import logging
 from pathlib import Path
 
 import pytest
-from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator
 
+from edgevoice.devkit.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.realtime.credentials import (
     LOCAL_PLACEHOLDER,
     CredentialsError,

@@ -95,6 +95,7 @@ async def _run(card: VirtualSoundCard, phrase: str, speech_s: float, vad: bool, 
     from gpiozero.pins.mock import MockFactory
 
     from edgevoice.daemon import Daemon  # imported late: PortAudio must not start before the card is set up
+    from edgevoice.realtime.credentials import LOCAL_PLACEHOLDER, StaticSecret
 
     async with RealtimeEmulator(EmulatorSettings(user_transcript=phrase)) as emulator:
         config = Config(
@@ -108,7 +109,7 @@ async def _run(card: VirtualSoundCard, phrase: str, speech_s: float, vad: bool, 
             control=ControlSettings(socket=str(card.workdir / "control.sock"), group=""),
         )
         factory = MockFactory()
-        daemon = Daemon(config, pin_factory=factory)
+        daemon = Daemon(config, pin_factory=factory, secrets=StaticSecret(LOCAL_PLACEHOLDER))  # never a real key
         daemon.subscribe(timeline.on_event)
         ready = asyncio.Event()
         task = asyncio.create_task(daemon.run(on_ready=ready.set))
