@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import fft
+
+from edgevoice.audio import fastfft as fft
 
 _DECIMATED_RATE = 4000
 _PHAT_BETA = 0.8
@@ -58,7 +59,8 @@ class DelayEstimator:
         self._span = self._window + self._max_lag
         self._history = np.zeros((2, 2 * self._span + self._frame), np.float32)
         self._end = self._span
-        self._nfft = fft.next_fast_len(self._span, real=True)
+        self._nfft = fft.next_fast_len(self._span)
+        self._padded = np.zeros((2, self._nfft), np.float32)  # [far, near], zero-padded for the FFT
         self._cross = np.zeros(self._nfft // 2 + 1, np.complex64)
         # irfft(B conj(A))[k] = sum_t near[t] far[t - k]: lag L sits at k = L - max_lag (mod nfft)
         self._lag_index = (np.arange(self._max_lag + 1) - self._max_lag) % self._nfft
@@ -105,8 +107,9 @@ class DelayEstimator:
         if far_power < self.factor**2 or near_power < 0.01 * self.factor**2:
             return False
         # c[lag] = sum_t near[t] far[t - lag]; far[j] is time j - max_lag relative to near[0].
-        a = fft.rfft(far, self._nfft)
-        b = fft.rfft(near, self._nfft)
+        self._padded[0, : far.size] = far
+        self._padded[1, : near.size] = near
+        a, b = fft.rfft(self._padded)
         cross = b * np.conj(a)
         cross /= np.abs(cross) ** _PHAT_BETA + 1e-3 * float(np.abs(cross).max() ** _PHAT_BETA)
         self._cross *= _SPECTRUM_SMOOTHING

@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import fft
 
+from edgevoice.audio import fastfft as fft
 from edgevoice.audio.quantile import QuantileTracker
 
 _BAND_HZ = (250.0, 3500.0)  # where a voice has its energy and a room's rumble does not
