@@ -125,7 +125,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _build(cls: type, data: dict[str, Any], source: str, prefix: str) -> Any:
+def _build(cls: Any, data: dict[str, Any], source: str, prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
     values: dict[str, Any] = {}

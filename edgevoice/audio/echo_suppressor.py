@@ -80,7 +80,9 @@ class ResidualEchoSuppressor:
         self.gain[:] = 1
         self._transparent = False
 
-    def process(self, error: np.ndarray, echo_spectrum: np.ndarray, mismatch: np.ndarray, far_active: bool):
+    def process(
+        self, error: np.ndarray, echo_spectrum: np.ndarray, mismatch: np.ndarray, far_active: bool
+    ) -> np.ndarray:
         """`error` = microphone minus the filter's echo estimate (one block), `echo_spectrum` the filter's
         output spectrum it came from, `mismatch` the power per bin of the echo the filter expects to have
         missed; returns the output block (float32)."""

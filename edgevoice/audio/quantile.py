@@ -72,9 +72,9 @@ class QuantileTracker:
         run += 1
         run[~below] = 0
         np.minimum(run, self._down.size, out=run)
-        step = np.where(below, self._down[run - 1], self._up)
+        steps = np.where(below, self._down[run - 1], self._up)
         if valid is not None:
-            step[~valid] = 0.0
-        self._log += step
+            steps[~valid] = 0.0
+        self._log += steps
         np.clip(self._log, self._floor, 0.0, out=self._log)
         self.value = np.exp(self._log)

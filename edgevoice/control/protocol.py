@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from edgevoice.control.args import kind_of, valid_unicode
-from edgevoice.control.commands import Command, parse_command
+from edgevoice.control.args import Command, kind_of, valid_unicode
+from edgevoice.control.commands import parse_command
 from edgevoice.control.errors import BAD_JSON, BAD_REQUEST, RequestError
 from edgevoice.control.limits import MAX_ID, MAX_LINE, MAX_SAFE_INT
 

@@ -23,8 +23,9 @@ import numpy as np
 
 from edgevoice.audio.resample import StreamResampler, to_int16
 from edgevoice.audio.settings import AudioSettings
-from edgevoice.config import Config, ConversationSettings
+from edgevoice.config import Config
 from edgevoice.control.settings import ControlSettings
+from edgevoice.conversation.settings import ConversationSettings
 from edgevoice.devkit.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.devkit.sound_card import MIC, SPEAKER, VirtualSoundCard, read_wav, write_wav
 from edgevoice.hw.settings import HardwareSettings

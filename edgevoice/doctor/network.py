@@ -37,7 +37,7 @@ def check_dns(ctx: Context) -> Finding:
         return Finding("dns", "skip", f"skipped: loopback ({host})")
     started = time.monotonic()
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
     except socket.gaierror as exc:
         return Finding(
             "dns", "fail", f"cannot resolve {host}: {exc.strerror}", "check the network and /etc/resolv.conf"
@@ -96,6 +96,7 @@ async def check_handshake(ctx: Context) -> Finding:
     host, _, loopback = target
     if not ctx.resolved:
         return Finding("realtime", "skip", f"{host} did not resolve")
+    key: ApiKey | None
     if ctx.config.realtime.token_url:  # an ephemeral secret from the operator's token service, as the daemon does
         try:
             secret = await secrets_for(ctx.config.realtime).secret()

@@ -121,7 +121,9 @@ class EphemeralSecrets:
 
     async def secret(self) -> str:
         if self._value is None or self._expires_at - time.time() < REFRESH_MARGIN_S:
-            self._value, self._expires_at = await asyncio.to_thread(self._fetch)
+            value, self._expires_at = await asyncio.to_thread(self._fetch)
+            self._value = value
+            return value
         return self._value
 
     def _fetch(self) -> tuple[str, float]:

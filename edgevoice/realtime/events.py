@@ -291,11 +291,15 @@ def _decode_pcm(event: dict[str, Any]) -> np.ndarray:
     return np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False)
 
 
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _response_done(event: dict[str, Any]) -> ResponseDone:
     response = _get(event, "response", dict)
-    details = response.get("status_details") if isinstance(response.get("status_details"), dict) else {}
-    error = details.get("error") if isinstance(details.get("error"), dict) else {}
-    usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
+    details = _object(response.get("status_details"))
+    error = _object(details.get("error"))
+    usage = _object(response.get("usage"))
     output = response.get("output") if isinstance(response.get("output"), list) else []
     calls = tuple(
         item["call_id"]

@@ -53,12 +53,15 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def tokens_of(usage: dict[str, Any]) -> Tokens:
     """The token counts of a `response.done` usage object (missing or malformed parts count as 0)."""
-    details_in = usage.get("input_token_details") if isinstance(usage.get("input_token_details"), dict) else {}
-    details_out = usage.get("output_token_details") if isinstance(usage.get("output_token_details"), dict) else {}
-    cached = details_in.get("cached_tokens_details")
-    cached = cached if isinstance(cached, dict) else {}
+    details_in = _object(usage.get("input_token_details"))
+    details_out = _object(usage.get("output_token_details"))
+    cached = _object(details_in.get("cached_tokens_details"))
     text_in, audio_in = _int(details_in.get("text_tokens")), _int(details_in.get("audio_tokens"))
     text_cached, audio_cached = _int(cached.get("text_tokens")), _int(cached.get("audio_tokens"))
     if not details_in:  # only the totals: count them as text, the cheaper guess is the wrong one to make

@@ -121,8 +121,8 @@ def under_systemd(environ: dict[str, str] | os._Environ[str] = os.environ) -> bo
 def setup_logging(level: str = "info", *, journald: bool | None = None) -> None:
     """Configure the root logger once: journald when run by systemd, stderr otherwise."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     handler: logging.Handler | None = None
     if journald if journald is not None else under_systemd():
         try:

@@ -68,7 +68,7 @@ class Notifier:
         if not self.enabled:
             return False
         try:
-            sent = bool(_sd_notify("\n".join(assignments)))  # type: ignore[misc]
+            sent = bool(_sd_notify("\n".join(assignments)))
         except OSError as exc:
             if not self._failed:
                 log.warning("cannot notify systemd (NOTIFY_SOCKET): %s; carrying on without it", exc)
