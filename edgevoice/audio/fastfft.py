@@ -97,10 +97,10 @@ def _pocketfft() -> tuple[Rfft, Irfft] | None:
             return None
 
         def rfft(x: np.ndarray) -> np.ndarray:
-            return pp.r2c(x, (x.ndim - 1,), True, 0, None, 1)  # type: ignore[no-any-return]
+            return pp.r2c(x, (x.ndim - 1,), True, 0, None, 1)
 
         def irfft(spectrum: np.ndarray, n: int) -> np.ndarray:
-            return pp.c2r(spectrum, (spectrum.ndim - 1,), n, False, 2, None, 1)  # type: ignore[no-any-return]
+            return pp.c2r(spectrum, (spectrum.ndim - 1,), n, False, 2, None, 1)
 
         return (rfft, irfft) if _answers_right(rfft, irfft) else None
     except Exception:  # any surprise from a private module (a changed signature): use a public one
