@@ -2,7 +2,7 @@
 turns the server's JSON (untrusted network input) into the few typed events the device acts on.
 
 Client events are plain dicts: only the fields we mean are present, so nothing unset goes out as `null`
-(in `session.update`, a `null` turn_detection turns VAD off; see REALTIME.md). Every builder's output is
+(in `session.update`, a `null` turn_detection turns VAD off; see docs/realtime.md). Every builder's output is
 checked against the official `openai` types in the tests.
 """
 
