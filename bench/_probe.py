@@ -113,6 +113,7 @@ def thread_table(before: CpuSample, after: CpuSample) -> list[dict[str, Any]]:
             waits = Path(f"/proc/{after.pid}/task/{tid}/wchan").read_text().split(".")[0]
         except OSError:
             waits = "?"
+        waits = "(running)" if waits == "0" else waits
         python_name = python_names.get(tid, "(native)" if python_names else "")
         rows.append(
             {

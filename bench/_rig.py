@@ -272,11 +272,22 @@ class Process:
             except TimeoutError:
                 message = ""
             if "READY=1" in message.splitlines():
-                return time.monotonic() - self.started
+                ready_s = time.monotonic() - self.started
+                self._check_log()
+                return ready_s
             if self.process.poll() is not None:
                 raise RigError(f"{self.name} exited ({self.process.returncode}) before READY=1:\n{self.stderr_tail()}")
             if time.monotonic() > deadline:
                 raise RigError(f"{self.name} was not ready within {timeout_s:g} s:\n{self.stderr_tail()}")
+
+    def _check_log(self) -> None:
+        # A device name is matched as a part of a name: were "ev_mic" missing, "ev_mic_fast" (not paced, a
+        # callback loop spinning at full speed) would be taken instead, and every figure would be wrong.
+        log = self.stderr_tail(100_000)
+        if f"'{MIC}_fast'" in log or f"'{SPEAKER}_fast'" in log:
+            raise RigError(
+                f"{self.name} opened the unpaced devices of the card (is its PulseAudio up?):\n{log[-3000:]}"
+            )
 
     def check(self) -> None:
         """RigError (with the end of its stderr) if the process has exited."""

@@ -230,7 +230,7 @@ def mark(ok: bool) -> str:
 
 
 def row(title: str, cells: list[str], tail: str = "", width: int = 30) -> None:
-    print(f"   {title:<{width}}" + "".join(f"{c:>20}" for c in cells) + (f"   {tail}" if tail else ""))
+    print(f"   {title:<{width}}" + "".join(f"{c:>22}" for c in cells) + (f"   {tail}" if tail else ""))
 
 
 def report(results: dict[str, Any], labels: list[str]) -> None:
@@ -245,6 +245,8 @@ def report(results: dict[str, Any], labels: list[str]) -> None:
         limit = idle["floor"]["process_percent"] + TARGET_OVER_FLOOR_PERCENT
         verdict = f"<= floor + {TARGET_OVER_FLOOR_PERCENT} % = {limit:.2f} %: {mark(now['process_percent'] <= limit)}"
         row("whole process", [f"{idle[c]['process_percent']:.2f} %" for c in cols], verdict)
+        if quota := results["quota_percent"]:
+            row("  = % of the emulated core", [f"{idle[c]['process_percent'] / quota * 100:.1f} %" for c in cols])
         print("\n2. Memory, idle")
         row("", [*labels, "floor (bare PyAudio)"], "target")
         for key in ("VmRSS", "VmHWM"):
@@ -274,6 +276,8 @@ def report(results: dict[str, Any], labels: list[str]) -> None:
         ):
             cells = [duplex[c][key]["VmRSS"] if key == "memory_mb" else duplex[c][key] * scale for c in labels]
             row(title, [f"{v:.1f} {unit}" for v in cells], width=44)
+            if scale == 0.1 and (quota := results["quota_percent"]):
+                row("  = % of the emulated core", [f"{v / quota * 100:.1f} %" for v in cells], width=44)
         for label in labels[1:]:
             ratio = duplex["now"]["cpu_ms_per_audio_s"] / duplex[label]["cpu_ms_per_audio_s"]
             print(f"   now / {label}: {ratio:.2f}")
