@@ -184,9 +184,13 @@ class CpuQuota:
         self.percent = percent
         self.path = CGROUP_CPU / f"evbench-{os.getpid()}-{next(_sequence)}"
         self.path.mkdir()
-        (self.path / "cpu.cfs_period_us").write_text(str(period_us))
-        (self.path / "cpu.cfs_quota_us").write_text(str(max(1000, round(period_us * percent / 100))))
-        self._tasks = os.open(self.path / "tasks", os.O_WRONLY)  # opened here: preexec_fn stays minimal
+        try:
+            (self.path / "cpu.cfs_period_us").write_text(str(period_us))
+            (self.path / "cpu.cfs_quota_us").write_text(str(max(1000, round(period_us * percent / 100))))
+            self._tasks = os.open(self.path / "tasks", os.O_WRONLY)  # opened here: preexec_fn stays minimal
+        except OSError:
+            self.path.rmdir()
+            raise
 
     def add_self(self) -> None:
         os.write(self._tasks, str(os.getpid()).encode())
@@ -223,17 +227,21 @@ class Process:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.stderr_path = workdir / "stderr.log"
+        self.quota = CpuQuota(quota) if quota else None
         self._notify_dir = Path(tempfile.mkdtemp(prefix="evb-"))  # short: unix socket paths are limited
         self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._notify.bind(str(self._notify_dir / "notify"))
-        self.quota = CpuQuota(quota) if quota else None
         env = {**env, "NOTIFY_SOCKET": str(self._notify_dir / "notify")}
-        with self.stderr_path.open("wb") as stderr:
-            self.started = time.monotonic()
-            self.process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=env, cwd=workdir,
-                start_new_session=True, preexec_fn=self._preexec,
-            )  # fmt: skip
+        try:
+            self._notify.bind(env["NOTIFY_SOCKET"])
+            with self.stderr_path.open("wb") as stderr:
+                self.started = time.monotonic()
+                self.process = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=env, cwd=workdir,
+                    start_new_session=True, preexec_fn=self._preexec,
+                )  # fmt: skip
+        except BaseException:
+            self._release()
+            raise
         self.pid = self.process.pid
 
     @classmethod
@@ -302,6 +310,9 @@ class Process:
 
     def stop(self) -> None:
         _stop(self.process)
+        self._release()
+
+    def _release(self) -> None:
         self._notify.close()
         with contextlib.suppress(OSError):
             (self._notify_dir / "notify").unlink()

@@ -82,6 +82,15 @@ def check_tree(code: Path) -> None:
         raise RigError(f"PYTHONPATH={code} imports edgevoice from {found}: remove the other copy from the path")
 
 
+def ready_timeout(args: argparse.Namespace, quota: float) -> float:
+    return float(args.ready_timeout / (quota / 100 if quota else 1))
+
+
+def slug(label: str) -> str:
+    """A directory name for a subject: "today (21e1047)" -> "today"."""
+    return label.split()[0]
+
+
 def probe(proc: Process) -> _probe.CpuSample:
     """The process's CPU so far; RigError with its stderr if it has died."""
     proc.check()
@@ -98,7 +107,7 @@ def measure_idle(args: argparse.Namespace, trees: dict[str, Path], work: Path, u
     with contextlib.ExitStack() as stack:
         procs: dict[str, Process] = {}
         for label in ("floor", *trees):
-            where = work / f"idle-{label.split()[0]}"
+            where = work / f"idle-{slug(label)}"
             card = stack.enter_context(sound_card(where / "card", noise))
             if label == "floor":
                 procs[label] = Process.floor(where, card, quota=args.quota)
@@ -107,16 +116,15 @@ def measure_idle(args: argparse.Namespace, trees: dict[str, Path], work: Path, u
                 procs[label] = Process.edgevoice(trees[label], where, card, config, quota=args.quota)
             stack.enter_context(procs[label])
         for proc in procs.values():
-            proc.wait_ready(args.ready_timeout / (args.quota / 100 if args.quota else 1))
+            proc.wait_ready(ready_timeout(args, args.quota))
         log(f"idle: all up; settling {args.settle:g} s, then measuring {args.window:g} s")
         time.sleep(args.settle)
         before = {label: probe(p) for label, p in procs.items()}
         time.sleep(args.window)
         after = {label: probe(p) for label, p in procs.items()}
         for label, proc in procs.items():
-            loop_tid = proc.pid
             result[label] = {
-                "loop_percent": after[label].thread_percent(before[label], loop_tid),
+                "loop_percent": after[label].thread_percent(before[label], proc.pid),  # TID == PID
                 "process_percent": after[label].process_percent(before[label]),
                 "memory_mb": memory(proc.pid),
                 "threads": thread_table(before[label], after[label]),
@@ -130,7 +138,7 @@ def measure_startup(args: argparse.Namespace, trees: dict[str, Path], work: Path
     with sound_card(work / "startup" / "card", _rig.room_noise(_rig.RATE, MIC_SECONDS)) as card:
 
         def spawn(label: str, quota: float) -> Process:
-            where = work / "startup" / label.split()[-1]
+            where = work / "startup" / slug(label)
             if label == "import numpy":
                 return Process.numpy_import(where, quota=quota)
             if label == "floor":
@@ -147,7 +155,7 @@ def measure_startup(args: argparse.Namespace, trees: dict[str, Path], work: Path
             for _ in range(args.runs):
                 for label in subjects:
                     with spawn(label, quota) as proc:
-                        times[label].append(proc.wait_ready(args.ready_timeout / (quota / 100 if quota else 1)))
+                        times[label].append(proc.wait_ready(ready_timeout(args, quota)))
             result[str(quota)] = {
                 label: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t), "runs": t}
                 for label, t in times.items()
@@ -161,12 +169,12 @@ def measure_duplex(args: argparse.Namespace, trees: dict[str, Path], work: Path)
     noise = _rig.room_noise(_rig.RATE, MIC_SECONDS)
     with Emulator(reply_s=args.settle + args.window + 15) as emulator:
         for label, code in trees.items():
-            where = work / f"duplex-{label.split()[0]}"
+            where = work / f"duplex-{slug(label)}"
             with contextlib.ExitStack() as stack:
                 card = stack.enter_context(sound_card(where / "card", noise))
                 config = kiosk_config(emulator.url, where / "ctl.sock", vad=True)
                 daemon = stack.enter_context(Process.edgevoice(code, where, card, config, quota=args.quota))
-                daemon.wait_ready(args.ready_timeout / (args.quota / 100 if args.quota else 1))
+                daemon.wait_ready(ready_timeout(args, args.quota))
                 ctl = stack.enter_context(Controller(where / "ctl.sock"))
                 ctl.request("subscribe", events=["state"])
                 ctl.request("say", text="Tell me a long story.")
@@ -225,6 +233,10 @@ def spread(times: dict[str, Any]) -> str:
     return f"{times['median_s']:.2f} ({times['min_s']:.2f}-{times['max_s']:.2f})"
 
 
+def saturated(shares: list[float]) -> str:
+    return "SATURATED: the quota, not the demand (see what was audible)" if max(shares) >= 95 else ""
+
+
 def mark(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
@@ -246,7 +258,8 @@ def report(results: dict[str, Any], labels: list[str]) -> None:
         verdict = f"<= floor + {TARGET_OVER_FLOOR_PERCENT} % = {limit:.2f} %: {mark(now['process_percent'] <= limit)}"
         row("whole process", [f"{idle[c]['process_percent']:.2f} %" for c in cols], verdict)
         if quota := results["quota_percent"]:
-            row("  = % of the emulated core", [f"{idle[c]['process_percent'] / quota * 100:.1f} %" for c in cols])
+            shares = [idle[c]["process_percent"] / quota * 100 for c in cols]
+            row("  = % of the emulated core", [f"{v:.1f} %" for v in shares], saturated(shares))
         print("\n2. Memory, idle")
         row("", [*labels, "floor (bare PyAudio)"], "target")
         for key in ("VmRSS", "VmHWM"):
@@ -277,7 +290,8 @@ def report(results: dict[str, Any], labels: list[str]) -> None:
             cells = [duplex[c][key]["VmRSS"] if key == "memory_mb" else duplex[c][key] * scale for c in labels]
             row(title, [f"{v:.1f} {unit}" for v in cells], width=44)
             if scale == 0.1 and (quota := results["quota_percent"]):
-                row("  = % of the emulated core", [f"{v / quota * 100:.1f} %" for v in cells], width=44)
+                shares = [v / quota * 100 for v in cells]
+                row("  = % of the emulated core", [f"{v:.1f} %" for v in shares], saturated(shares), 44)
         for label in labels[1:]:
             ratio = duplex["now"]["cpu_ms_per_audio_s"] / duplex[label]["cpu_ms_per_audio_s"]
             print(f"   now / {label}: {ratio:.2f}")
