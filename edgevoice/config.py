@@ -42,11 +42,17 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class LoggingSettings:
+    """`[logging]`: the least severe messages the daemon logs (to the journal under systemd, else stderr)."""
+
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
 @dataclass(frozen=True)
 class Config:
+    """The whole of config.toml, one field per section, every one with its default; get it from `load_config`
+    or `parse_config`, which validate it (a `Config()` built by hand skips the checks). Frozen: derive a
+    changed copy with `replace(section=...)`. `source` says where it came from, for error messages."""
+
     realtime: RealtimeSettings = RealtimeSettings()
     audio: AudioSettings = AudioSettings()
     button: ButtonSettings = ButtonSettings()

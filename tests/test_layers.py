@@ -46,3 +46,35 @@ def test_nothing_outside_devkit_imports_it() -> None:
         if name.startswith("edgevoice.devkit")
     ]
     assert not problems, "\n".join(problems)
+
+
+def undocumented_classes(path: Path) -> list[str]:
+    """Every public class in `path` (at any depth: nested in a class or a function too) without a docstring."""
+    return [
+        f"{node.name} (line {node.lineno})"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ClassDef) and not node.name.startswith("_") and ast.get_docstring(node) is None
+    ]
+
+
+def test_every_public_class_has_a_docstring() -> None:
+    problems = [
+        f"{path.relative_to(PACKAGE.parent)}: {name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for name in undocumented_classes(path)
+    ]
+    assert not problems, "public classes without a docstring (what it is, what a user must know):\n" + "\n".join(
+        problems
+    )
+
+
+def test_the_docstring_check_sees_a_missing_one(tmp_path: Path) -> None:
+    module = tmp_path / "bad.py"
+    module.write_text(
+        'class Documented:\n    """Here."""\n\n    class Inner:\n        x: int\n\n'
+        "class _Private:\n    pass\n\n"
+        "def f():\n    class Local:\n        '''Here too.'''\n\n"
+        "    class Hidden:\n        pass\n\n"
+        "class Bare:\n    x: int = 0\n    '''An attribute's docstring, not the class's.'''\n"
+    )
+    assert sorted(undocumented_classes(module)) == ["Bare (line 17)", "Hidden (line 14)", "Inner (line 4)"]

@@ -28,6 +28,10 @@ class AudioDeviceError(Exception):
 
 @dataclass(frozen=True)
 class DeviceInfo:
+    """One sound device as PortAudio reports it (`list_devices`). `index` is PortAudio's number for it, valid
+    only while the same `PyAudio` instance runs; a device with no input (or output) channels cannot be used in
+    that direction, which `channels()` tells."""
+
     index: int
     name: str
     max_input_channels: int

@@ -27,6 +27,12 @@ from edgevoice.audio.vad import LocalVad
 
 
 class EchoControl(Protocol):
+    """What `EchoCanceller` (`aec`), `EchoGate` (`gate`) and `NoEchoControl` (`off`) all offer; pick one with
+    `make_echo_control`. Call `process(near, far)` once per capture frame, both exactly `frame_samples` int16
+    samples at `sample_rate`, `far` being what the speaker played at that moment; it returns the cleaned
+    microphone frame and updates `far_active` and `echo_level` (see the module docstring). `reset()` forgets
+    what was learnt about the room."""
+
     mode: str
     sample_rate: int
     frame_samples: int

@@ -19,6 +19,10 @@ KEEP_ITEMS = 32  # accounts of finished items kept for late questions (truncate 
 
 @dataclass
 class ItemAccount:
+    """How much of one assistant item's audio was received, handed to the device and really played; what the
+    truncate after an interruption is computed from. Kept and updated by `PlayoutBuffer`: read it, never set
+    its fields yourself. Counts are in samples at the stream rate, positions in device frames."""
+
     item_id: str
     received: int = 0  # samples at the stream rate received from the server
     handed: int = 0  # samples passed on towards the device

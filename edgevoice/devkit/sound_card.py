@@ -34,6 +34,11 @@ class VirtualSoundCardError(Exception):
 
 
 class VirtualSoundCard:
+    """A sound card made of files under `workdir`, for tests and the demo (see the module docstring for its
+    PCMs). Use it as a context manager (or `start()` / `stop()`), then `apply_to_process()` before PortAudio
+    starts, or pass `environment` to a child process. Script the microphone with `write_mic` and read back
+    what was played with `read_speaker` (mono, at `rate`). Needs `pulseaudio` installed."""
+
     def __init__(self, workdir: Path, rate: int = 48000) -> None:
         self.workdir = Path(workdir).resolve()
         self.rate = rate

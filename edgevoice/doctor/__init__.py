@@ -26,6 +26,10 @@ Status = Literal["pass", "warn", "fail", "skip"]
 
 @dataclass(frozen=True)
 class Finding:
+    """The outcome of one doctor check: its name, pass/warn/fail/skip, what it saw (`detail`) and, for a
+    warning or failure, what the installer should do (`fix`, printed only then). `line()` is its row in the
+    report; with `--json` its fields are printed as they are, so `detail` and `fix` must never hold a secret."""
+
     check: str
     status: Status
     detail: str

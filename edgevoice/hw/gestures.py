@@ -61,6 +61,9 @@ class ButtonAction:
 
 @dataclass(frozen=True)
 class GestureTiming:
+    """The recognizer's thresholds, in seconds on its clock (see the module docstring for what each decides);
+    `of(settings)` takes them from a button's `*_ms` keys."""
+
     hold_s: float = 0.25
     long_press_s: float = 1.0
     double_press_s: float = 0.3

@@ -28,6 +28,11 @@ HARDWARE_SPI0 = (10, 11)  # (MOSI, SCLK) of SPI0, as (data_pin, clock_pin)
 
 
 class LedDriver(Protocol):
+    """What every LED driver offers (`open_driver` picks one from `[leds]`). `write(frame)` takes a frame of
+    the driver's `kind` (one of `pixels` colours for "colour") and applies the brightness limit itself;
+    `describe()` names the hardware for log lines; `close()` releases the pins. Call from one thread only;
+    `write` may raise when the hardware fails, and the caller carries on without it."""
+
     kind: Kind
     pixels: int
 
@@ -125,6 +130,9 @@ def apa102_frame(pixels: Sequence[RGB], brightness: float, order: str = "bgr") -
 
 
 class SpiBus(Protocol):
+    """Where `Apa102Strip` sends its bytes: hardware SPI0 (`HardwareSpi`) or any two GPIO pins (`BitBangSpi`);
+    pass another as `bus` to capture the bytes. `write` clocks them out most significant bit first (mode 0)."""
+
     def write(self, data: bytes) -> None: ...
     def close(self) -> None: ...
 

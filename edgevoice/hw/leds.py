@@ -48,6 +48,10 @@ EPS = 1e-6
 
 @dataclass(frozen=True)
 class Look:
+    """How one device state appears on each kind of LED (data only; `render` animates it): `colour` and
+    `motion` for pixels and RGB LEDs, `motion` times `mono` for a dimmable LED, `blink` for a plain one.
+    `describe(kind)` says in words what a visitor sees on that kind of LED."""
+
     colour: RGB
     colour_name: str
     motion: Motion  # for dimmable LEDs and pixels

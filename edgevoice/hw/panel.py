@@ -45,6 +45,11 @@ class NoLed:
 
 
 class Panel:
+    """The buttons and status LEDs the daemon drives, whatever hardware is wired. Build it with `Panel.open`
+    from the settings (never fails for a part that cannot open: that part is logged and left out), then call
+    `show`, `set_muted` and `set_level` from the event loop; they never block. Button gestures arrive as
+    `ButtonAction`s through `on_action`, on `loop`. `close()` releases every pin."""
+
     def __init__(self, buttons: list[GestureButton], leds: LedShow | None) -> None:
         self.buttons = buttons
         self.leds = leds

@@ -37,6 +37,10 @@ class ProfileError(Exception):
 
 @dataclass(frozen=True)
 class Profile:
+    """One board's hardware profile as read from its file by `load_profile`: the `[profile]` table's fields,
+    and in `settings` the config sections it sets. Only the file's shape is checked here; `edgevoice.config`
+    validates `settings` when the profile is applied under config.toml's own keys."""
+
     name: str
     path: Path
     title: str
@@ -128,6 +132,10 @@ def list_profiles(dirs: Sequence[Path] | None = None) -> list[Profile]:
 
 @dataclass(frozen=True)
 class Detection:
+    """What `detect` found on this machine: the profiles whose sound card is present (none, one, or several
+    for boards built on the same codec), the board model and the sound cards seen. `describe_detection` turns
+    it into advice for `edgevoice profiles detect`."""
+
     matches: list[tuple[Profile, str]]  # each profile whose sound card is present, with the card line
     model: str  # the device-tree model ("" if unknown)
     cards: list[str]  # the sound cards seen, one line each

@@ -54,6 +54,9 @@ class LedSettings:
 
 @dataclass(frozen=True)
 class HardwareSettings:
+    """`[hardware]`: which GPIO library drives the pins, and which board profile supplies the defaults for
+    `[audio]`, `[button]`, `[buttons.NAME]` and `[leds]` (see `edgevoice.hw.profiles`)."""
+
     # "auto" lets gpiozero pick (lgpio on a Pi 5, RPi.GPIO on older boards); "mock" for machines without GPIO.
     pin_factory: Literal["auto", "mock", "lgpio", "rpigpio", "pigpio", "native"] = "auto"
     profile: str = ""  # a board's profile (hw_profiles/NAME.toml, or a path): the base under this file's keys

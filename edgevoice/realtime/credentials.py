@@ -41,6 +41,9 @@ class CredentialsError(Exception):
 
 @dataclass(frozen=True)
 class ApiKey:
+    """The API key, and where `load_api_key` found it. Its repr and str hide the key, so it can be logged or
+    shown in a traceback; `value` is the secret itself: it goes into the handshake's auth header, never a log."""
+
     value: str
     source: str  # where it came from, safe to log
 

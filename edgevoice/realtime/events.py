@@ -170,6 +170,9 @@ def encode(event: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class SessionStarted:
+    """`session.created`, the first event of a connection: the session sends its `session.update` only after
+    it, and keeps `session_id` for its log and `edgevoice doctor`."""
+
     session_id: str
     model: str
 
@@ -181,28 +184,45 @@ class SessionConfigured:
 
 @dataclass(frozen=True)
 class SpeechStarted:
+    """`input_audio_buffer.speech_started`: the server's VAD heard the visitor begin. Unless idle, the
+    conversation listens, and interrupts an answer under way (barge-in: stop the speaker, truncate the item to
+    what was heard, cancel the response unless the server cancels it itself)."""
+
     item_id: str
     audio_start_ms: int
 
 
 @dataclass(frozen=True)
 class SpeechStopped:
+    """`input_audio_buffer.speech_stopped`: the server's VAD heard the visitor finish; the conversation
+    goes from listening to thinking and starts timing the latency to the first answer audio."""
+
     item_id: str
     audio_end_ms: int
 
 
 @dataclass(frozen=True)
 class InputCommitted:
+    """`input_audio_buffer.committed`: the visitor's audio became the user item `item_id` (by our commit
+    or the server VAD's); the turn's audio kept for a reconnect is dropped, the server has it now."""
+
     item_id: str
 
 
 @dataclass(frozen=True)
 class ResponseCreated:
+    """`response.created`: an answer began, ours or the server VAD's. One the visitor cancelled before it
+    was created is cancelled now; one we asked for while the device waits (idle, or listening to silence)
+    moves it to thinking."""
+
     response_id: str
 
 
 @dataclass(frozen=True)
 class AudioDelta:
+    """`response.output_audio.delta`: a chunk of the answer's speech, base64 decoded into int16 samples.
+    Queued for the speaker under `item_id` unless its response was cancelled or the device stopped answering."""
+
     response_id: str
     item_id: str
     samples: np.ndarray = field(compare=False)  # int16 at 24 kHz
@@ -210,6 +230,11 @@ class AudioDelta:
 
 @dataclass(frozen=True)
 class Transcript:
+    """What was said, as text: `response.output_audio_transcript.delta`/`.done` (assistant) or
+    `conversation.item.input_audio_transcription.delta`/`.completed` (user, when transcription is on).
+    `final`: the whole text, not a delta. Kept for the history replayed after a reconnect, and forwarded to
+    control clients as `transcript` events."""
+
     role: Literal["user", "assistant"]
     item_id: str
     text: str
@@ -238,6 +263,11 @@ class FunctionCall:
 
 @dataclass(frozen=True)
 class ResponseDone:
+    """`response.done`: an answer ended, with its `status` and the reason or error from `status_details`.
+    Lets the next queued response go, adds `usage` to the usage meter, sends the outputs of the tool calls it
+    made, and ends the answer once the speaker has played everything. A failure is reported to control
+    clients; a rate limit holds back new responses, and an exhausted quota ends the session."""
+
     response_id: str
     status: str  # completed | cancelled | failed | incomplete
     reason: str | None = None
@@ -249,6 +279,10 @@ class ResponseDone:
 
 @dataclass(frozen=True)
 class ServerError:
+    """`error`: the server rejected something; while a session is being set up, it fails with it. Later
+    errors are logged and forwarded to control clients, except `response_cancel_not_active` (a cancel that
+    came late, harmless); `conversation_already_has_active_response` also makes our request wait its turn."""
+
     code: str | None
     message: str
     error_type: str | None = None

@@ -23,6 +23,10 @@ Role = Literal["user", "assistant"]
 
 @dataclass
 class HistoryItem:
+    """One entry of the history: a user or assistant message (its transcript so far, `final` once whole) or a
+    tool call with its output. Built and updated by `ConversationHistory`; `replay_text()` is the text a new
+    session gets, an interrupted answer cut to the share of its words that was heard."""
+
     item_id: str
     role: Role | Literal["tool"]
     text: str = ""  # a message's text, or a tool call's output

@@ -24,6 +24,9 @@ DROPPED_KEPT = 16  # ids of cancelled responses remembered (their late events ar
 
 
 class Stage(Enum):
+    """Where the response in flight (`InFlight.stage`) is: asked for, refused while the server's own runs,
+    or created and running."""
+
     ASKED = "asked"  # response.create sent, response.created not yet seen
     REFUSED = "refused"  # the server was busy with a response of its own: ours is queued again until that one ends
     RUNNING = "running"  # created: the server is generating it

@@ -27,6 +27,9 @@ _RETRY_IN = re.compile(r"try again in\s+(\d+(?:\.\d+)?)\s*(ms|s|m)\b", re.IGNORE
 
 @dataclass(frozen=True)
 class RetryDecision:
+    """What `RetryPolicy.after` decided about one failure: how long to wait before the next connect, whether
+    a person must act (the device shows `error` meanwhile), and whether it grows the backoff."""
+
     delay_s: float
     needs_person: bool  # show `error`: retrying alone will not fix it
     counts_as_failure: bool  # grows the backoff (a rollover does not)
@@ -42,6 +45,10 @@ def retry_after_from_message(message: str) -> float | None:
 
 
 class RetryPolicy:
+    """The backoff schedule of `[realtime.reconnect]` and the classification of failures (see the module
+    docstring). Pure: `after(error, attempt)` decides, the caller waits and counts the attempts. Pass a
+    seeded `rng` for repeatable jitter in tests."""
+
     def __init__(self, settings: ReconnectSettings, rng: random.Random | None = None) -> None:
         self.settings = settings
         self._rng = rng or random.Random()

@@ -67,6 +67,10 @@ class SessionError(Exception):
 
 @dataclass(frozen=True)
 class Endpoint:
+    """Where a session connects and how it authenticates, from `endpoint_for`: the WebSocket URL with its
+    `?model=`, and the auth header (OpenAI's bearer token or Azure's `api-key`). The headers hold the secret,
+    and so does the default repr: log `host`, never the endpoint itself."""
+
     url: str
     headers: dict[str, str]
 

@@ -52,6 +52,10 @@ class ToolSettings:
 
 @dataclass(frozen=True)
 class RealtimeSettings:
+    """`[realtime]`: which server and model to talk to, with what voice and instructions, how turns end
+    (`turn_detection`), transcription, reconnection and tools. The API key is never here: `api_key_file`
+    names where it is (see `edgevoice.realtime.credentials`), or `token_url` a service that mints secrets."""
+
     url: str = "wss://api.openai.com/v1/realtime"
     provider: Literal["openai", "azure"] = "openai"
     model: str = "gpt-realtime-2"  # the models edgevoice knows: edgevoice.realtime.models

@@ -27,6 +27,11 @@ ToolHandler = Callable[[str, str], Awaitable[str]]  # (call_id, JSON arguments) 
 
 @dataclass(frozen=True)
 class Tool:
+    """A tool the model may call: its declaration (name, description, JSON-schema `parameters`) and the
+    async `handler` that serves a call, given the call id and the arguments as JSON text, and returns the
+    output text. `run_tool` bounds it by `timeout_s` and turns any failure into an error output; `owner`
+    decides who may replace or remove it in the `ToolRegistry`."""
+
     name: str
     description: str
     parameters: dict[str, Any]
@@ -122,7 +127,8 @@ async def run_tool(registry: ToolRegistry, name: str, arguments: str, call_id: s
 
 
 class CommandFailed(Exception):
-    pass
+    """A command tool's program exited with a non-zero status; the message ends with its stderr, and
+    `run_tool` hands it to the model as the call's `{"error": ...}` output."""
 
 
 def command_tool(settings: ToolSettings) -> Tool:

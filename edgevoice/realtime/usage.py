@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Tokens:
+    """Token counts by kind, as `tokens_of` reads them from a usage object; `text_in` and `audio_in` exclude
+    the cached tokens, counted apart in `*_in_cached`. The field names match `ModelPrice`'s, which `cost` uses."""
+
     text_in: int = 0
     text_in_cached: int = 0
     audio_in: int = 0
@@ -82,6 +85,11 @@ def tokens_of(usage: dict[str, Any]) -> Tokens:
 
 
 class UsageMeter:
+    """Tokens and estimated cost of the current session and of today, for one model; `add` counts each
+    `response.done`'s usage, `snapshot` is what control clients get, `budget_spent` (with a daily budget) stops
+    new conversations until the next day. Today's totals are saved to `usage.json` in `[usage] state_dir` (or
+    $STATE_DIRECTORY), so a restart keeps them; without either they last as long as the process."""
+
     def __init__(
         self,
         settings: UsageSettings,

@@ -37,6 +37,9 @@ RATES = (48000, 44100, 32000, 24000, 16000)
 
 @dataclass
 class SelftestReport:
+    """What `edgevoice selftest` found, printed as it goes: `say` records and prints a line, `fail` a
+    problem (any failure makes the exit status 1). Keeps the echo measurement and where it was saved."""
+
     lines: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     echo: EchoPath | None = None

@@ -58,6 +58,11 @@ def measurement_signal(rate: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class EchoPath:
+    """One measurement of the speaker-to-microphone path, from `measure`: the round-trip delay, the impulse
+    response around it, how loud the echo is and how trustworthy (`snr_db`). `save` writes it atomically as
+    the JSON file of the module docstring, for installers and tools; `load` reads it back. The daemon does
+    not read it: the canceller finds its own delay."""
+
     rate: int
     delay_samples: int
     ir_start_samples: int

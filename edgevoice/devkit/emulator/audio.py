@@ -139,12 +139,18 @@ def rms_dbfs(samples: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class SpeechStarted:
+    """`EnergyVad` heard speech begin; the emulator answers with `input_audio_buffer.speech_started` (its
+    `audio_start_ms` is this onset less the prefix padding)."""
+
     onset_ms: float
     """Start of the first speech frame, on the session's input timeline."""
 
 
 @dataclass(frozen=True)
 class SpeechStopped:
+    """`EnergyVad` heard `silence_ms` of silence after speech; the emulator answers with
+    `input_audio_buffer.speech_stopped` and commits the turn."""
+
     end_ms: float
     """End of the last speech frame, on the session's input timeline."""
 
