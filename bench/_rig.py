@@ -38,9 +38,8 @@ from typing import Any
 
 import numpy as np
 
-# The dev kit, in one place (it moves to edgevoice.devkit: sound_card and emulator; fix these two lines then).
-from edgevoice.realtime.emulator import EmulatorSettings, RealtimeEmulator, SpokenReply
-from edgevoice.virtual_audio import MIC, SPEAKER, VirtualSoundCard
+from edgevoice.devkit.emulator import EmulatorSettings, RealtimeEmulator, SpokenReply
+from edgevoice.devkit.sound_card import MIC, SPEAKER, VirtualSoundCard
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
