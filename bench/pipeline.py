@@ -27,7 +27,7 @@ from scipy.signal import resample_poly
 
 from edgevoice.audio.microphone import FrameConverter
 from edgevoice.audio.resample import StreamResampler, to_int16
-from edgevoice.realtime import events
+from edgevoice.realtime import events, server_events
 from edgevoice.realtime.session import RealtimeSession
 from edgevoice.realtime.settings import RealtimeSettings, TranscriptionSettings, TurnDetectionSettings
 
@@ -143,10 +143,10 @@ async def receive_answer(url: str) -> tuple[float, list[tuple[str, np.ndarray]]]
     done = asyncio.Event()
     deltas: list[tuple[str, np.ndarray]] = []
 
-    def on_event(event: events.ServerEvent) -> None:
-        if isinstance(event, events.AudioDelta):
+    def on_event(event: server_events.ServerEvent) -> None:
+        if isinstance(event, server_events.AudioDelta):
             deltas.append((event.item_id, event.samples))
-        elif isinstance(event, events.ResponseDone):
+        elif isinstance(event, server_events.ResponseDone):
             done.set()
 
     session = RealtimeSession(PTT.__class__(**{**PTT.__dict__, "url": url}), "bench", on_event)

@@ -17,7 +17,7 @@ import numpy as np
 from conformance import validate_client_event, validate_server_event
 
 from edgevoice.devkit.emulator import EmulatorSettings, RealtimeEmulator
-from edgevoice.realtime import events as ev
+from edgevoice.realtime import server_events as se
 from edgevoice.realtime.carryover import CarryOver
 from edgevoice.realtime.credentials import SecretSource, StaticSecret
 from edgevoice.realtime.manager import LinkStatus, ManagerHooks, SessionManager
@@ -70,7 +70,7 @@ class Managed:
         self._between_turns = between_turns
         self._outage_buffer_s = outage_buffer_s
         self._vad = vad
-        self.events: list[ev.ServerEvent] = []
+        self.events: list[se.ServerEvent] = []
         self.times: list[float] = []  # when each of `events` arrived (monotonic)
         self.links: list[LinkStatus] = []
         self.notices: list[dict[str, Any]] = []
@@ -104,11 +104,11 @@ class Managed:
         self.manager.connect()
         return self
 
-    def _record(self, event: ev.ServerEvent) -> None:
+    def _record(self, event: se.ServerEvent) -> None:
         self.events.append(event)
         self.times.append(time.monotonic())
 
-    def time_of(self, predicate: Callable[[ev.ServerEvent], bool], nth: int = 0) -> float:
+    def time_of(self, predicate: Callable[[se.ServerEvent], bool], nth: int = 0) -> float:
         return [t for e, t in zip(self.events, self.times, strict=True) if predicate(e)][nth]
 
     async def __aexit__(self, *exc: object) -> None:
@@ -151,8 +151,8 @@ class Managed:
     def link_states(self) -> list[str]:
         return [s.state for s in self.links]
 
-    def done(self, status: str | None = None) -> list[ev.ResponseDone]:
-        return [e for e in self.events if isinstance(e, ev.ResponseDone) and status in (None, e.status)]
+    def done(self, status: str | None = None) -> list[se.ResponseDone]:
+        return [e for e in self.events if isinstance(e, se.ResponseDone) and status in (None, e.status)]
 
     def sent(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.emulator.received if e.get("type") == kind]

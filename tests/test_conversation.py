@@ -10,7 +10,7 @@ from edgevoice.audio.preroll import PreRollBuffer
 from edgevoice.conversation.machine import Conversation
 from edgevoice.conversation.settings import ConversationSettings
 from edgevoice.conversation.state import State
-from edgevoice.realtime import events as ev
+from edgevoice.realtime import server_events as se
 from edgevoice.realtime.responses import ResponseTracker
 
 FRAME = np.zeros(480, np.int16)
@@ -99,17 +99,17 @@ class Recorder:
     def names(self) -> list[str]:
         return [c[0] for c in self.calls]
 
-    def server(self, conv: Conversation, event: ev.ServerEvent) -> None:
+    def server(self, conv: Conversation, event: se.ServerEvent) -> None:
         """A server event, through the response lifecycle first, as the session manager passes it on."""
         match event:
-            case ev.ResponseCreated(response_id=rid):
+            case se.ResponseCreated(response_id=rid):
                 self.responses.on_created(rid)
-            case ev.AudioDelta(response_id=rid):
+            case se.AudioDelta(response_id=rid):
                 self.responses.on_audio(rid)
-            case ev.ResponseDone(response_id=rid, status=status, function_calls=calls):
+            case se.ResponseDone(response_id=rid, status=status, function_calls=calls):
                 self.responses.on_done(rid, called_tools=bool(calls), completed=status == "completed")
         conv.on_server_event(event)
-        if isinstance(event, ev.ResponseDone):
+        if isinstance(event, se.ResponseDone):
             self._pump()
 
 
@@ -157,8 +157,8 @@ def states(emitted: list[dict[str, Any]]) -> list[str]:
 
 
 def answer(conv: Conversation, rec: Recorder, response: str = "r1", item: str = "a1") -> None:
-    rec.server(conv, ev.ResponseCreated(response))
-    rec.server(conv, ev.AudioDelta(response, item, np.ones(2400, np.int16)))
+    rec.server(conv, se.ResponseCreated(response))
+    rec.server(conv, se.AudioDelta(response, item, np.ones(2400, np.int16)))
     conv.on_playback_started(item)
 
 
@@ -180,7 +180,7 @@ def test_push_to_talk_turn_streams_from_the_press_and_commits_on_release() -> No
     answer(conv, rec)
     assert conv.state == State.SPEAKING
     assert next(e for e in emitted if e["event"] == "latency")["ms"] == 300
-    rec.server(conv, ev.ResponseDone("r1", "completed"))
+    rec.server(conv, se.ResponseDone("r1", "completed"))
     assert conv.state == State.SPEAKING  # still playing
     rec.playing = False
     conv.on_playback_drained()
@@ -226,7 +226,7 @@ def test_press_while_speaking_interrupts_truncates_to_what_was_played_and_starts
     assert conv.state == State.LISTENING
     # late audio of the interrupted response is dropped
     before = rec.received
-    rec.server(conv, ev.AudioDelta("r1", "a1", np.ones(2400, np.int16)))
+    rec.server(conv, se.AudioDelta("r1", "a1", np.ones(2400, np.int16)))
     assert rec.received == before
     assert any(e["event"] == "interrupted" and e["played_ms"] == 40 for e in emitted)
 
@@ -242,7 +242,7 @@ def test_truncate_is_clamped_to_what_was_received_and_skipped_after_playback() -
     conv, rec, _, _ = make()
     talk(conv, rec)
     answer(conv, rec)
-    rec.server(conv, ev.ResponseDone("r1", "completed"))
+    rec.server(conv, se.ResponseDone("r1", "completed"))
     rec.playing = False
     conv.on_playback_drained()
     conv.on_button_pressed()
@@ -255,19 +255,19 @@ def test_server_vad_conversation_follow_up_and_barge_in() -> None:
     conv.on_link("up")
     assert conv.state == State.LISTENING
     conv.on_button_released()  # ignored in VAD mode
-    rec.server(conv, ev.SpeechStarted("u1", 100))
-    rec.server(conv, ev.SpeechStopped("u1", 900))
+    rec.server(conv, se.SpeechStarted("u1", 100))
+    rec.server(conv, se.SpeechStopped("u1", 900))
     assert conv.state == State.THINKING
     answer(conv, rec)
     conv.on_mic_frame(FRAME)  # streams while speaking, so the server hears a barge-in
     assert rec.names()[-1] == "append"
     rec.played = 50.0
-    rec.server(conv, ev.SpeechStarted("u2", 2000))
+    rec.server(conv, se.SpeechStarted("u2", 2000))
     assert conv.state == State.LISTENING and ("truncate", "a1", 50) in rec.calls
     assert "response.cancel" not in rec.names()  # interrupt_response: the server cancels by itself
-    rec.server(conv, ev.SpeechStopped("u2", 2600))
+    rec.server(conv, se.SpeechStopped("u2", 2600))
     answer(conv, rec, "r2", "a2")
-    rec.server(conv, ev.ResponseDone("r2", "completed"))
+    rec.server(conv, se.ResponseDone("r2", "completed"))
     rec.playing = False
     conv.on_playback_drained()
     assert conv.state == State.LISTENING  # follow-up window
@@ -353,7 +353,7 @@ def test_a_drop_while_idle_waits_for_the_next_press_and_keeps_the_context() -> N
     conv, rec, _emitted, _ = make()
     talk(conv, rec)
     answer(conv, rec)
-    rec.server(conv, ev.ResponseDone("r1", "completed"))
+    rec.server(conv, se.ResponseDone("r1", "completed"))
     rec.playing = False
     conv.on_playback_drained()
     conv.on_link("down", "connection lost")
@@ -375,9 +375,9 @@ def test_the_daily_budget_stops_new_conversations_until_it_resets() -> None:
 def test_a_tool_call_keeps_the_device_thinking_until_the_answer_plays() -> None:
     conv, rec, emitted, _ = make()
     talk(conv, rec)
-    rec.server(conv, ev.ResponseCreated("r1"))
-    rec.server(conv, ev.FunctionCall("r1", "fc1", "call_1", "battery", "{}"))
-    rec.server(conv, ev.ResponseDone("r1", "completed", function_calls=("call_1",)))
+    rec.server(conv, se.ResponseCreated("r1"))
+    rec.server(conv, se.FunctionCall("r1", "fc1", "call_1", "battery", "{}"))
+    rec.server(conv, se.ResponseDone("r1", "completed", function_calls=("call_1",)))
     assert conv.state == State.THINKING
     assert any(e["event"] == "tool_call" and e["name"] == "battery" for e in emitted)
     answer(conv, rec, "r2", "a2")
@@ -388,7 +388,7 @@ def test_an_answer_cut_by_a_lost_connection_plays_what_arrived_then_ends() -> No
     conv, rec, emitted, _ = make()
     talk(conv, rec)
     answer(conv, rec)
-    rec.server(conv, ev.ResponseDone("r1", "failed", None, "connection_lost", "the connection dropped"))
+    rec.server(conv, se.ResponseDone("r1", "failed", None, "connection_lost", "the connection dropped"))
     assert conv.state == State.SPEAKING
     rec.playing = False
     conv.on_playback_drained()
@@ -402,9 +402,9 @@ def test_between_turns_tells_when_a_session_can_be_swapped() -> None:
     conv.on_button_pressed()
     conv.on_link("up")
     assert conv.between_turns  # listening, nobody talking
-    rec.server(conv, ev.SpeechStarted("u1", 0))
+    rec.server(conv, se.SpeechStarted("u1", 0))
     assert not conv.between_turns
-    rec.server(conv, ev.SpeechStopped("u1", 500))
+    rec.server(conv, se.SpeechStopped("u1", 500))
     assert not conv.between_turns  # thinking
 
 
@@ -422,8 +422,8 @@ def test_a_stuck_button_ends_the_turn_after_max_turn_s() -> None:
 def test_failed_response_is_reported_and_the_device_returns_to_idle() -> None:
     conv, rec, emitted, _ = make()
     talk(conv, rec)
-    rec.server(conv, ev.ResponseCreated("r1"))
-    rec.server(conv, ev.ResponseDone("r1", "failed", None, "rate_limit_exceeded", "slow down"))
+    rec.server(conv, se.ResponseCreated("r1"))
+    rec.server(conv, se.ResponseDone("r1", "failed", None, "rate_limit_exceeded", "slow down"))
     assert conv.state == State.IDLE
     assert any(e["event"] == "error" and e["code"] == "rate_limit_exceeded" for e in emitted)
 

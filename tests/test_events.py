@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conformance import validate_client_event
 
-from edgevoice.realtime import events
+from edgevoice.realtime import events, server_events
 from edgevoice.realtime.settings import RealtimeSettings, TranscriptionSettings, TurnDetectionSettings
 
 
@@ -72,7 +72,7 @@ def _frame(**event: object) -> str:
 
 def test_parse_the_events_the_device_acts_on() -> None:
     pcm = np.array([100, -100, 32767], dtype=np.int16)
-    delta = events.parse_server_event(
+    delta = server_events.parse_server_event(
         _frame(
             type="response.output_audio.delta",
             response_id="r",
@@ -83,8 +83,8 @@ def test_parse_the_events_the_device_acts_on() -> None:
             event_id="e",
         )
     )
-    assert isinstance(delta, events.AudioDelta) and delta.samples.tolist() == pcm.tolist()
-    done = events.parse_server_event(
+    assert isinstance(delta, server_events.AudioDelta) and delta.samples.tolist() == pcm.tolist()
+    done = server_events.parse_server_event(
         _frame(
             type="response.done",
             event_id="e",
@@ -99,13 +99,13 @@ def test_parse_the_events_the_device_acts_on() -> None:
             },
         )
     )
-    assert done == events.ResponseDone("r", "failed", None, "rate_limit_exceeded", "m")
+    assert done == server_events.ResponseDone("r", "failed", None, "rate_limit_exceeded", "m")
     assert done.usage == {"total_tokens": 5}
-    err = events.parse_server_event(
+    err = server_events.parse_server_event(
         _frame(type="error", event_id="e", error={"type": "t", "code": "c", "message": "m"})
     )
-    assert err == events.ServerError("c", "m", "t")
-    assert events.parse_server_event(_frame(type="rate_limits.updated", rate_limits=[])) is None
+    assert err == server_events.ServerError("c", "m", "t")
+    assert server_events.parse_server_event(_frame(type="rate_limits.updated", rate_limits=[])) is None
 
 
 @pytest.mark.parametrize(
@@ -125,5 +125,5 @@ def test_parse_the_events_the_device_acts_on() -> None:
     ],
 )
 def test_malformed_frames_raise_protocol_error(frame: str | bytes) -> None:
-    with pytest.raises(events.ProtocolError):
-        events.parse_server_event(frame)
+    with pytest.raises(server_events.ProtocolError):
+        server_events.parse_server_event(frame)

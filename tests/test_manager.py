@@ -15,6 +15,7 @@ from manager_harness import KEY, Managed, run, tone_frames, with_reconnect
 
 from edgevoice.devkit.emulator import EmulatorSettings, FunctionCallReply, RealtimeEmulator, SpokenReply, Tone
 from edgevoice.realtime import events as ev
+from edgevoice.realtime import server_events as se
 from edgevoice.realtime.credentials import StaticSecret
 from edgevoice.realtime.manager import Clockwork, ManagerHooks, SessionManager
 from edgevoice.realtime.settings import RealtimeSettings, ToolSettings, TranscriptionSettings, UsageSettings
@@ -111,7 +112,7 @@ def test_drop_mid_response_reports_the_cut_answer_and_replays_the_context() -> N
             await h.up()
             h.emulator.queue_reply(LONG)
             h.talk()
-            await h.until(lambda: any(isinstance(e, ev.AudioDelta) for e in h.events))
+            await h.until(lambda: any(isinstance(e, se.AudioDelta) for e in h.events))
             h.emulator.drop_connections()
             await h.up(2)
             h.talk()
@@ -280,8 +281,8 @@ def test_a_rate_limited_answer_holds_the_next_one_as_asked() -> None:
     h = run(scenario)
     (failed,) = h.done("failed")
     assert failed.error_code == "rate_limit_exceeded"
-    failed_at = h.time_of(lambda e: isinstance(e, ev.ResponseDone) and e.status == "failed")
-    next_started = h.time_of(lambda e: isinstance(e, ev.ResponseCreated), nth=1)
+    failed_at = h.time_of(lambda e: isinstance(e, se.ResponseDone) and e.status == "failed")
+    next_started = h.time_of(lambda e: isinstance(e, se.ResponseCreated), nth=1)
     assert next_started - failed_at >= 0.75  # the second answer waited as the server asked
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from edgevoice.conversation.core import ConversationCore
 from edgevoice.conversation.ports import NotNow
 from edgevoice.conversation.state import LinkState, Phase
-from edgevoice.realtime import events as ev
+from edgevoice.realtime import server_events as se
 
 log = logging.getLogger(__name__)
 
@@ -225,13 +225,13 @@ class Conversation(ConversationCore):
 
     # ---- the server ----------------------------------------------------------------------------------
 
-    def on_server_event(self, event: ev.ServerEvent) -> None:
+    def on_server_event(self, event: se.ServerEvent) -> None:
         responses = self._link.responses
         match event:
-            case ev.AudioDelta(response_id=rid, item_id=item, samples=samples):
+            case se.AudioDelta(response_id=rid, item_id=item, samples=samples):
                 if not responses.dropped(rid) and self.phase.answering:
                     self.playback.push(item, samples)
-            case ev.SpeechStarted():
+            case se.SpeechStarted():
                 self._touch()
                 self.turn.speech = True
                 if not self.push_to_talk and self.phase.answering:
@@ -239,33 +239,33 @@ class Conversation(ConversationCore):
                 if not self.push_to_talk and self.phase is not Phase.IDLE:
                     self._follow_up_until = None
                     self._set_phase(Phase.LISTENING)
-            case ev.SpeechStopped():
+            case se.SpeechStopped():
                 self.turn.speech = False
                 if not self.push_to_talk and self.phase is Phase.LISTENING:
                     self.turn.ended_at = self._clock()
                     self._set_phase(Phase.THINKING)
-            case ev.InputCommitted():
+            case se.InputCommitted():
                 self.turn.speech = False
-            case ev.ResponseCreated(response_id=rid):
+            case se.ResponseCreated(response_id=rid):
                 waiting = self.phase is Phase.IDLE or (self.phase is Phase.LISTENING and not self.turn.speech)
                 if responses.asked_for(rid) and waiting:
                     self._set_phase(Phase.THINKING)  # e.g. a controller's `speak` queued behind an answer
-            case ev.ResponseDone():
+            case se.ResponseDone():
                 self._on_response_done(event)
-            case ev.FunctionCall(name=name, call_id=call_id, arguments=arguments):
+            case se.FunctionCall(name=name, call_id=call_id, arguments=arguments):
                 self._emit({"event": "tool_call", "call_id": call_id, "name": name, "arguments": arguments})
-            case ev.Transcript(role=role, item_id=item, text=text, final=final):
+            case se.Transcript(role=role, item_id=item, text=text, final=final):
                 self._touch()
                 if final:
                     log.debug("%s said: %s", role, text)
                 self._emit({"event": "transcript", "role": role, "item_id": item, "text": text, "final": final})
-            case ev.ServerError(code=code, message=message):
+            case se.ServerError(code=code, message=message):
                 log.warning("server error %s: %s", code, message)
                 self._emit({"event": "error", "code": code or "server_error", "message": message})
             case _:
                 pass
 
-    def _on_response_done(self, done: ev.ResponseDone) -> None:
+    def _on_response_done(self, done: se.ResponseDone) -> None:
         self._touch()
         if done.status == "failed":
             message = done.error_message or "the response failed"

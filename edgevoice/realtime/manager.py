@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgevoice.realtime import events as ev
+from edgevoice.realtime import server_events as se
 from edgevoice.realtime.carryover import CarryOver
 from edgevoice.realtime.credentials import SecretSource
 from edgevoice.realtime.history import ConversationHistory
@@ -53,7 +54,7 @@ def _ignore(_: Any) -> None:
 class ManagerHooks:
     """How the manager talks to the device: server events and link news out, one question in."""
 
-    on_event: Callable[[ev.ServerEvent], None] = _ignore
+    on_event: Callable[[se.ServerEvent], None] = _ignore
     on_link: Callable[[LinkStatus], None] = _ignore
     emit: Callable[[dict[str, Any]], None] = _ignore  # device events (usage, session, notices)
     between_turns: Callable[[], bool] = lambda: True  # may the session be swapped now?
@@ -228,39 +229,39 @@ class SessionManager:
 
     # ---- events from the current session --------------------------------------------------------------
 
-    def _handle(self, session: RealtimeSession, event: ev.ServerEvent) -> None:
+    def _handle(self, session: RealtimeSession, event: se.ServerEvent) -> None:
         if session is not self._session:
             # A session we rolled over from may still finish a transcript: keep it, act on nothing else.
-            if isinstance(event, ev.Transcript):
+            if isinstance(event, se.Transcript):
                 self.history.on_text(event.item_id, event.role, event.text, event.final)
             return
         match event:
-            case ev.ItemAdded(item_id=item_id, role=role):
+            case se.ItemAdded(item_id=item_id, role=role):
                 self.history.on_item(item_id, role)
-            case ev.Transcript(role=role, item_id=item_id, text=text, final=final):
+            case se.Transcript(role=role, item_id=item_id, text=text, final=final):
                 self.history.on_text(item_id, role, text, final)
-            case ev.InputCommitted():
+            case se.InputCommitted():
                 self.carry.on_committed()
-            case ev.ResponseCreated(response_id=rid):
+            case se.ResponseCreated(response_id=rid):
                 if self.responses.on_created(rid):
                     session.cancel_response()  # the visitor cancelled it before it started
-            case ev.AudioDelta(response_id=rid):
+            case se.AudioDelta(response_id=rid):
                 self.responses.on_audio(rid)
-            case ev.FunctionCall():
+            case se.FunctionCall():
                 self.tool_calls.start(event)
-            case ev.ResponseDone():
+            case se.ResponseDone():
                 self._response_done(event)
-            case ev.ServerError(code="response_cancel_not_active"):
+            case se.ServerError(code="response_cancel_not_active"):
                 # Our cancel crossed the server's own (server VAD interrupts too) or the answer's end: benign.
                 log.debug("cancel arrived after the response had ended")
                 return
-            case ev.ServerError(code="conversation_already_has_active_response"):
+            case se.ServerError(code="conversation_already_has_active_response"):
                 # A response we did not ask for (server VAD) is under way: ours goes after its response.done.
                 self.responses.on_refused()
                 asyncio.get_running_loop().call_later(REFUSED_FALLBACK_S, self._refused_fallback)
         self._hooks.on_event(event)
 
-    def _response_done(self, done: ev.ResponseDone) -> None:
+    def _response_done(self, done: se.ResponseDone) -> None:
         self.responses.on_done(
             done.response_id, called_tools=bool(done.function_calls), completed=done.status == "completed"
         )
@@ -274,7 +275,7 @@ class SessionManager:
         self.tool_calls.answer(done)
         self._pump_responses()
 
-    def _response_failed(self, done: ev.ResponseDone) -> None:
+    def _response_failed(self, done: se.ResponseDone) -> None:
         code, message = done.error_code or "", done.error_message or ""
         if code in RATE_LIMIT_CODES or "rate limit" in message.lower():
             wait = retry_after_from_message(message) or self.link.policy.backoff(self.attempts + 3)
@@ -306,7 +307,7 @@ class SessionManager:
                 task.cancel()
 
     def make_session(self, secret: str) -> RealtimeSession:
-        def on_event(event: ev.ServerEvent) -> None:
+        def on_event(event: se.ServerEvent) -> None:
             self._handle(session, event)
 
         session = self._factory(self.settings, secret, on_event, tools=self.tools.declarations())
@@ -337,7 +338,7 @@ class SessionManager:
         cut = self.responses.on_link_lost()
         if cut is not None and cut.response_id is not None:
             # The visitor heard part of it: report it cut (asking again would repeat what they heard).
-            self._hooks.on_event(ev.ResponseDone(cut.response_id, "failed", None, "connection_lost", error.message))
+            self._hooks.on_event(se.ResponseDone(cut.response_id, "failed", None, "connection_lost", error.message))
 
     def session_closing(self, session: RealtimeSession) -> None:
         if self.responses.on_session_closed():

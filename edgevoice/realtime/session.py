@@ -24,7 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from edgevoice import __version__
-from edgevoice.realtime import events
+from edgevoice.realtime import events, server_events
 from edgevoice.realtime.settings import RealtimeSettings
 from edgevoice.realtime.urls import is_loopback_host
 
@@ -167,7 +167,7 @@ class RealtimeSession:
         self,
         settings: RealtimeSettings,
         api_key: str,
-        on_event: Callable[[events.ServerEvent], None],
+        on_event: Callable[[server_events.ServerEvent], None],
         tools: list[dict[str, Any]] | None = None,
     ) -> None:
         self.settings = settings
@@ -206,9 +206,9 @@ class RealtimeSession:
             raise _handshake_error(exc, self.endpoint) from None
         try:
             async with asyncio.timeout(timeout):
-                await self._expect(events.SessionStarted)
+                await self._expect(server_events.SessionStarted)
                 await self._ws.send(events.encode(events.session_update(self.settings, self.tools)))
-                await self._expect(events.SessionConfigured)
+                await self._expect(server_events.SessionConfigured)
         except TimeoutError:
             await self._abort()
             raise SessionError(
@@ -231,9 +231,9 @@ class RealtimeSession:
         assert self._ws is not None
         while True:
             event = self._parse(await self._ws.recv())
-            if isinstance(event, events.SessionStarted):
+            if isinstance(event, server_events.SessionStarted):
                 self.session_id = event.session_id
-            if isinstance(event, events.ServerError):
+            if isinstance(event, server_events.ServerError):
                 kind_: ErrorKind = FATAL_ERROR_KINDS.get(event.code or "", "protocol")  # type: ignore[assignment]
                 raise SessionError(kind_, f"the server refused the session: {event.message} ({event.code})")
             if isinstance(event, kind):
@@ -330,10 +330,10 @@ class RealtimeSession:
             return SessionError("network", f"the connection to {self.endpoint.host} was lost")
         return classify_close(rcvd.code, rcvd.reason)
 
-    def _parse(self, frame: str | bytes) -> events.ServerEvent | None:
+    def _parse(self, frame: str | bytes) -> server_events.ServerEvent | None:
         try:
-            return events.parse_server_event(frame)
-        except events.ProtocolError as exc:
+            return server_events.parse_server_event(frame)
+        except server_events.ProtocolError as exc:
             self.malformed_events += 1
             log.warning("ignoring a malformed server event: %s", exc)
             return None

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from edgevoice.realtime import events as ev
+from edgevoice.realtime import server_events as se
 from edgevoice.realtime.history import ConversationHistory
 from edgevoice.realtime.tools import ToolRegistry, run_tool
 
@@ -48,12 +49,12 @@ class ToolCalls:
     def busy(self) -> bool:
         return bool(self._running)
 
-    def start(self, call: ev.FunctionCall) -> None:
+    def start(self, call: se.FunctionCall) -> None:
         self._history.add_tool_call(call.item_id, call.call_id, call.name, call.arguments)
         task = self._spawn(self._run(call), f"tool-{call.name}")
         self._running.setdefault(call.response_id, []).append(task)
 
-    def answer(self, done: ev.ResponseDone) -> None:
+    def answer(self, done: se.ResponseDone) -> None:
         """The response is done: send its calls' outputs (when they are all in), then ask for the answer."""
         if done.response_id in self._running or done.function_calls:
             self._spawn(self._answer(done.response_id, done.function_calls), "tool-outputs")
@@ -70,7 +71,7 @@ class ToolCalls:
         self._running.clear()
         self._no_follow_up.clear()
 
-    async def _run(self, call: ev.FunctionCall) -> tuple[str, str]:
+    async def _run(self, call: se.FunctionCall) -> tuple[str, str]:
         log.info("tool call %s(%s)", call.name, call.arguments[:200])
         output = await run_tool(self.tools, call.name, call.arguments, call.call_id)
         self._history.add_tool_output(call.call_id, output)
