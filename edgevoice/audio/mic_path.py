@@ -3,6 +3,9 @@
 While `needed()` says so (the conversation streams the microphone, or the speaker plays or has just played,
 so that the canceller follows the room), the capture stream wakes the event loop every `batch` buffers and
 every frame goes through the echo front end (canceller and local voice detector): `frames()` yields them.
+(`batch` stays 1 while the canceller runs: its reference pairs each capture frame with the playback buffer
+of the same moment, and bursts of two put the pair a frame apart now and then, measured as 20 ms jumps of
+the echo's delay and a canceller that had to learn the room again.)
 At rest the PortAudio callback only fills its ring and the loop sleeps. When a turn starts, `since(t)`
 catches up on the ring's last moments (what the visitor said between the press and now: the pre-roll), so
 that nothing is lost by resting. Call `wake_up()` whenever what `needed()` depends on may have changed.
@@ -38,7 +41,7 @@ class MicrophonePath:
         *,
         needed: Callable[[], bool],
         preroll_ms: int = PREROLL_MS,
-        batch: int = 2,
+        batch: int = 1,
     ) -> None:
         self.microphone = microphone
         self.front = front
