@@ -8,11 +8,10 @@ PortAudio callbacks in audio, the LED animation in hw): a tiny OS utility, not a
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 _PR_SET_NAME = 15
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None  # the process has libc loaded
 
 
 def name_this_thread(name: str) -> bool:
