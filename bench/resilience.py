@@ -21,9 +21,9 @@ from typing import Any
 
 from edgevoice.devkit.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.realtime.credentials import StaticSecret
+from edgevoice.realtime.failures import SessionError
 from edgevoice.realtime.manager import Clockwork, LinkStatus, ManagerHooks, SessionManager
 from edgevoice.realtime.retry import RetryPolicy
-from edgevoice.realtime.session import SessionError
 from edgevoice.realtime.settings import (
     RealtimeSettings,
     ReconnectSettings,

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -112,7 +113,6 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
 
 def control_socket(cli_path: str | None, config_path: str | None) -> str:
     """--socket, else $EDGEVOICE_SOCKET, else [control] socket of the configuration (if it can be read)."""
-    import os
 
     from edgevoice.config import ConfigError, load_config
 
@@ -185,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # numpy's OpenBLAS starts a thread per core at import; the device's matrices are small, one thread is faster
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

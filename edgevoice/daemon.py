@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from edgevoice.audio.preroll import PreRollBuffer
 from edgevoice.audio.sound_devices import AudioDeviceError, SoundDevices
 from edgevoice.bus import Event, EventBus, Listener
 from edgevoice.config import Config, button_sections
@@ -46,6 +45,7 @@ TICK_S = 0.25
 AUDIO_RETRY_S = 10.0
 SHUTDOWN_S = 1.5
 AUDIO_STALL_S = 2.0  # no microphone callback for this long: the audio path is dead (watchdog)
+ECHO_MARGIN_S = 0.3  # after the speaker falls silent its echo comes back this much later, at most
 
 
 class Daemon:
@@ -77,6 +77,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[Any]] = []
         self._sound_up = asyncio.Event()
         self._sound_started_at = 0.0
+        self._echo_tail_s = config.audio.echo_tail_ms / 1000 + ECHO_MARGIN_S
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Hear every device event from now on; returns the function that stops it."""
@@ -168,6 +169,7 @@ class Daemon:
                     on_started=conversation.on_playback_started,
                     on_drained=conversation.on_playback_drained,
                     on_level=self._on_level,
+                    mic_needed=self._mic_needed,
                 )
                 break
             except AudioDeviceError as exc:
@@ -176,26 +178,35 @@ class Daemon:
                 await asyncio.sleep(AUDIO_RETRY_S)
         self.sound = sound
         sound.speaker.volume = self._volume
-        preroll = PreRollBuffer(self.config.audio.frame_ms)
-        conversation.playback, conversation.preroll = sound.speaker, preroll
+        mic = sound.microphone
+        conversation.playback, conversation.preroll = sound.speaker, mic
         conversation.clear_fault("audio")
+        unsubscribe = self.bus.subscribe(lambda event: mic.wake_up())  # what the microphone is needed for changed
         sound.start()
         self._sound_started_at = time.monotonic()
         self._sound_up.set()
+        mic.wake_up()
         pump = asyncio.create_task(sound.speaker.run(), name="speaker")
         try:
-            async for frame in sound.microphone.frames():
-                cleaned, speech_started = sound.front.process(frame)
-                if speech_started:
+            async for frame in mic.frames():
+                if frame.speech_started:
                     conversation.on_local_speech()
                 if conversation.streaming:
-                    conversation.on_mic_frame(cleaned)
+                    conversation.on_mic_frame(frame.samples)
                 elif not conversation.muted:
-                    preroll.add(cleaned, time.monotonic())
+                    mic.keep(frame)
         finally:
+            unsubscribe()
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
+
+    def _mic_needed(self) -> bool:
+        """The microphone is cleaned while the conversation streams it, and while the speaker plays or its
+        echo may still ring (the canceller follows the room; a press then has an echo-free pre-roll)."""
+        if self.conversation is not None and self.conversation.streaming:
+            return True
+        return self.sound is not None and self.sound.speaker.quiet_for() < self._echo_tail_s
 
     async def _tick(self) -> None:
         while True:

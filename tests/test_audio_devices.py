@@ -63,7 +63,7 @@ def test_capture_delivers_the_microphone_exactly_at_any_rate_and_channel(pa) -> 
     fmt = negotiate_format(pa, find_device(list_devices(pa), MIC_FAST, "input"), "input", 16000, 2)
 
     async def capture() -> list[np.ndarray]:
-        stream = CaptureStream(pa, fmt, 320, asyncio.get_running_loop(), max_queued=1000)
+        stream = CaptureStream(pa, fmt, 320, asyncio.get_running_loop(), ring_seconds=30)
         mic = Microphone(stream, channel=1)
         frames: list[np.ndarray] = []
         stream.start()
@@ -92,7 +92,7 @@ def test_a_32_bit_microphone_is_captured_at_its_width(pa) -> None:  # type: igno
     assert fmt.width == 4
 
     async def capture() -> list[np.ndarray]:
-        stream = CaptureStream(pa, fmt, 960, asyncio.get_running_loop(), max_queued=1000)
+        stream = CaptureStream(pa, fmt, 960, asyncio.get_running_loop(), ring_seconds=30)
         mic = Microphone(stream)
         frames: list[np.ndarray] = []
         stream.start()

@@ -149,7 +149,7 @@ def mic(conv: Conversation, preroll: PreRollBuffer, clock: Clock) -> None:
     if conv.streaming:
         conv.on_mic_frame(FRAME)
     elif not conv.muted:
-        preroll.add(FRAME, clock.now)
+        preroll.add(FRAME, clock.now - 0.02)  # it arrives as it ends
 
 
 def states(emitted: list[dict[str, Any]]) -> list[str]:

@@ -28,9 +28,9 @@ from edgevoice.audio.devices import (
 from edgevoice.audio.duplex import EchoFrontEnd
 from edgevoice.audio.echo import EchoCanceller
 from edgevoice.audio.echo_reference import EchoReference
+from edgevoice.audio.handover import Handover
 from edgevoice.audio.microphone import Microphone
 from edgevoice.audio.resample import StreamResampler, to_int16
-from edgevoice.audio.ring import SampleRing
 from edgevoice.audio.settings import AudioSettings
 from edgevoice.audio.speaker import Speaker
 from edgevoice.devkit.sound_card import SPEAKER, VirtualSoundCard
@@ -45,17 +45,15 @@ class FakePlayback:
 
     channels: int = 2
     format: StreamFormat = field(init=False)
-    tap: SampleRing = field(init=False)
-    tap_lost: int = 0
+    tap: Handover = field(init=False)
 
     def __post_init__(self) -> None:
         self.format = StreamFormat(DeviceInfo(0, "fake", 0, self.channels, DEVICE_RATE, "none"), DEVICE_RATE, 2)
-        self.tap = SampleRing(DEVICE_RATE, self.channels)
+        self.tap = Handover(DEVICE_RATE, self.channels, np.dtype(np.int16), BUFFER)
 
     def callback(self, samples: np.ndarray) -> None:
         """The playback callback handing one buffer to PortAudio (the same samples on every channel)."""
-        frames = np.repeat(samples[:, None], self.channels, axis=1)
-        self.tap_lost += len(frames) - self.tap.write(frames)
+        self.tap.put(np.repeat(samples[:, None], self.channels, axis=1).astype(np.int16).tobytes())
 
 
 def program(seconds: float) -> np.ndarray:
@@ -142,7 +140,7 @@ def test_a_tap_that_overflowed_is_started_afresh() -> None:
     x = program(3.0)
     for i in range(0, x.size, BUFFER):  # three seconds of callbacks while the loop was stuck: 1 s fits
         stream.callback(x[i : i + BUFFER])
-    assert stream.tap_lost > 0
+    assert stream.tap.lost > 0
     frames = [reference.next_frame()]
     assert not np.any(frames[0])  # what is left in the tap is not trusted
     y = program(1.0)

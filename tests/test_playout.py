@@ -78,7 +78,7 @@ def test_frame_converter_picks_the_channel_and_cuts_exact_frames() -> None:
     conv = FrameConverter(48000, channels=2, channel=1, out_rate=24000, frame_ms=20)
     frames = []
     for i in range(0, interleaved.size, 2 * 441):  # 441-frame device buffers: not a multiple of 20 ms
-        frames += conv.convert(interleaved[i : i + 2 * 441].tobytes())
+        frames += conv.convert(interleaved[i : i + 2 * 441].reshape(-1, 2))
     assert all(f.dtype == np.int16 and f.size == 480 for f in frames)
     resampler = StreamResampler(48000, 24000)
     expected = to_int16(resampler.process(left))

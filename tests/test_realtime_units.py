@@ -15,9 +15,9 @@ from typing import ClassVar
 import pytest
 
 from edgevoice.realtime.credentials import CredentialsError, EphemeralSecrets, TokenUnavailable
+from edgevoice.realtime.failures import SessionError, classify_close
 from edgevoice.realtime.history import ConversationHistory
 from edgevoice.realtime.retry import RetryPolicy, retry_after_from_message
-from edgevoice.realtime.session import SessionError, classify_close
 from edgevoice.realtime.settings import ModelPrice, ReconnectSettings, UsageSettings
 from edgevoice.realtime.usage import UsageMeter, tokens_of
 

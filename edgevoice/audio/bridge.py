@@ -1,9 +1,11 @@
 """PortAudio streams in callback mode, bridged to asyncio.
 
-PortAudio calls back on its own real-time thread. The callbacks here only hand data over: the capture
-callback passes the bytes PortAudio gave it to the event loop (`call_soon_threadsafe`), the playback
-callback copies frames out of a `SampleRing` (and, for the echo canceller, a copy of exactly what it
-handed to PortAudio into a second ring, the tap). No DSP, no I/O, no waiting on the loop.
+PortAudio calls back on its own real-time thread. The callbacks here only hand data over (handover.py says
+why so little): the capture callback appends the buffer to a `Handover` and, while the loop wants them,
+wakes it every few buffers (`call_soon_threadsafe`); the playback callback copies frames out of a
+`SampleRing` (and hands exactly what it gave PortAudio to a second `Handover`, the tap, for the echo
+canceller). No DSP, no I/O, no waiting on the loop. Each names its thread once (`ev-capture`,
+`ev-playback`), so that a profile is readable.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import numpy as np
 import pyaudio
 
 from edgevoice.audio.devices import AudioDeviceError, StreamFormat, quiet_stderr
+from edgevoice.audio.handover import Handover
 from edgevoice.audio.ring import SampleRing
+from edgevoice.threads import name_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +61,12 @@ def _close(stream: pyaudio.Stream, what: str) -> None:
 
 
 class CaptureStream:
-    """Microphone buffers from PortAudio's thread to the event loop, as raw interleaved int16 bytes."""
+    """The microphone, from PortAudio's thread into a ring the event loop reads when it wants to.
+
+    The callback hands each buffer over to `buffers` (raw interleaved samples at the device rate, the last
+    `ring_seconds` of them) and, only while `wanted`, wakes the loop every `batch` buffers. At rest nobody
+    wakes: the hand-over keeps the last seconds (the pre-roll of the next turn) and the loop sleeps.
+    """
 
     def __init__(
         self,
@@ -65,43 +74,57 @@ class CaptureStream:
         fmt: StreamFormat,
         frames_per_buffer: int,
         loop: asyncio.AbstractEventLoop,
-        max_queued: int = 50,
+        *,
+        ring_seconds: float = 2.0,
+        batch: int = 1,
     ) -> None:
         self.format = fmt
         self.frames_per_buffer = frames_per_buffer
         self._loop = loop
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=max_queued)
+        dtype = np.dtype("<i4" if fmt.width == 4 else "<i2")
+        self.buffers = Handover(int(fmt.rate * ring_seconds), fmt.channels, dtype, frames_per_buffer)
+        self.wanted = True  # the loop is woken with new buffers (else they only go into the ring)
+        self.batch = max(1, batch)
+        self._woken = asyncio.Event()
         self.last_callback = 0.0  # monotonic time of the last callback: the watchdog's proof of life
-        self.buffers = 0  # buffers handed to the loop
-        self.dropped = 0  # buffers the loop was too slow to take (oldest dropped)
-        self.overflows = 0  # buffers PortAudio reported as having lost input
+        self.delivered = 0  # buffers PortAudio delivered
+        self.overflows = 0  # buffers PortAudio reported as having lost input (the callback came too late)
+        self._named = False
         self._stream = open_stream(pa, fmt, frames_per_buffer, self._callback, input=True)
 
     def _callback(self, in_data: bytes | None, frame_count: int, time_info: Any, status: int) -> tuple[None, int]:
         self.last_callback = time.monotonic()
+        if not self._named:
+            self._named = name_this_thread("ev-capture")
         if status & pyaudio.paInputOverflow:
             self.overflows += 1
         if in_data is None:
             return None, pyaudio.paContinue
-        try:
-            self._loop.call_soon_threadsafe(self._deliver, in_data)
-        except RuntimeError:  # the loop is closed: we are shutting down
-            return None, pyaudio.paComplete
+        self.buffers.put(in_data)
+        self.delivered += 1
+        if self.wanted and self.delivered % self.batch == 0:
+            try:
+                self._loop.call_soon_threadsafe(self._woken.set)
+            except RuntimeError:  # the loop is closed: we are shutting down
+                return None, pyaudio.paComplete
         return None, pyaudio.paContinue
 
-    def _deliver(self, data: bytes) -> None:
-        if self._queue.full():
-            self._queue.get_nowait()
-            self.dropped += 1
-        self._queue.put_nowait(data)
-        self.buffers += 1
+    @property
+    def dropped(self) -> int:
+        """Buffers the loop was too slow (or did not want) to read before newer ones pushed them out."""
+        return self.buffers.lost
 
     def start(self) -> None:
         self._stream.start_stream()
 
-    async def read(self) -> bytes:
-        """The next buffer, `frames_per_buffer` frames of interleaved int16 at the device rate."""
-        return await self._queue.get()
+    async def wait(self) -> None:
+        """Until the callback has woken the loop (with `wanted` set) since the last wait."""
+        await self._woken.wait()
+        self._woken.clear()
+
+    def poke(self) -> None:
+        """Wake a `wait()` now (on the event loop), e.g. to read what the ring holds after it was not wanted."""
+        self._woken.set()
 
     def close(self) -> None:
         _close(self._stream, "capture")
@@ -110,8 +133,9 @@ class CaptureStream:
 class PlaybackStream:
     """Speaker frames from a `SampleRing` to PortAudio; plays silence whenever the ring is empty.
 
-    With `tap_seconds`, every buffer handed to PortAudio is also copied into `tap` (a ring that long),
-    from which `edgevoice.audio.echo_reference.EchoReference` makes the echo canceller's far end.
+    With `tap_seconds`, every buffer handed to PortAudio is also handed over to `tap` (that long), from
+    which `edgevoice.audio.echo_reference.EchoReference` makes the echo canceller's far end. While nothing
+    plays, the callback hands PortAudio (and the tap) one buffer of silence made once.
     """
 
     def __init__(
@@ -126,10 +150,13 @@ class PlaybackStream:
         self.frames_per_buffer = frames_per_buffer
         dtype = np.int32 if fmt.width == 4 else np.int16
         self.ring = SampleRing(int(fmt.rate * ring_seconds), fmt.channels, dtype)
-        self.tap = SampleRing(int(fmt.rate * tap_seconds), fmt.channels, dtype) if tap_seconds > 0 else None
-        self.tap_lost = 0  # frames the tap had no room for (its reader fell behind)
+        tap_frames = int(fmt.rate * tap_seconds)
+        self.tap = Handover(tap_frames, fmt.channels, np.dtype(dtype), frames_per_buffer) if tap_frames else None
         self._out = np.zeros((frames_per_buffer, fmt.channels), dtype=dtype)
+        self._silence = self._out.tobytes()
         self.last_callback = 0.0
+        self.underflows = 0  # buffers PortAudio reported as played too late (the speaker heard a gap)
+        self._named = False
         self._stream = open_stream(pa, fmt, frames_per_buffer, self._callback, input=False)
 
     @property
@@ -142,15 +169,20 @@ class PlaybackStream:
 
     def _callback(self, in_data: bytes | None, frame_count: int, time_info: Any, status: int) -> tuple[bytes, int]:
         self.last_callback = time.monotonic()
-        out = (
-            self._out
-            if frame_count == len(self._out)
-            else np.zeros((frame_count, self.format.channels), self.ring.dtype)
-        )
-        self.ring.read_into(out)
+        if not self._named:
+            self._named = name_this_thread("ev-playback")
+        if status & pyaudio.paOutputUnderflow:
+            self.underflows += 1
+        ring = self.ring
+        if frame_count == len(self._out) and ring.total_written == ring.total_read:
+            data = self._silence  # nothing to play: no numpy, no lock
+        else:
+            out = self._out if frame_count == len(self._out) else np.zeros((frame_count, ring.channels), ring.dtype)
+            ring.read_into(out)
+            data = out.tobytes()
         if self.tap is not None:
-            self.tap_lost += frame_count - self.tap.write(out)
-        return out.tobytes(), pyaudio.paContinue
+            self.tap.put(data)
+        return data, pyaudio.paContinue
 
     def start(self) -> None:
         self._stream.start_stream()

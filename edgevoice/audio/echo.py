@@ -39,13 +39,15 @@ _FAR_ACTIVE_RMS = 16.0
 # over this decay: the output lags a block, and the room rings on after the far end stops.
 _ECHO_HOLD_DB_PER_S = 40.0
 # The filter is learning the room until its echo return loss (microphone over what the filter leaves, while
-# the far end plays) reaches _LEARNED_ERLE_DB, and for at least _LEARNING_MIN_S of playback. Meanwhile the
+# the far end plays) has stayed at _LEARNED_ERLE_DB or more for _LEARNED_HOLD_S of playback (a filter that
+# touches it once may not hold it yet), and for at least _LEARNING_MIN_S of playback. Meanwhile the
 # microphone cannot be trusted while the device's voice may be in it: the output is attenuated by
 # _LEARNING_ATTENUATION_DB (as the gate would), so that the server's VAD does not hear the device's first
 # words, and a voice detector is told not to trust it (no barge-in by voice then; the button still works).
 # A canceller that has not converged after _LEARNING_MAX_S of playback stays in that mode: where cancelling
 # cannot work, the device degrades into a gate rather than interrupting itself.
 _LEARNED_ERLE_DB = 15.0
+_LEARNED_HOLD_S = 0.4
 # ...or until the far end has played while the microphone stayed below this (RMS): there is no echo worth
 # cancelling (headphones, a distant speaker), nothing to learn, and the microphone can be trusted.
 _NO_ECHO_DBFS = -50.0
@@ -129,6 +131,8 @@ class EchoCanceller:
         self._error_power = 0.0
         self._learned = False
         self._gave_up = False
+        self._converged_frames = 0  # playback frames in a row with the ERLE at _LEARNED_ERLE_DB or more
+        self._hold_frames = round(_LEARNED_HOLD_S * sample_rate / frame_samples)
         self._learning_gain = 10 ** (-_LEARNING_ATTENUATION_DB / 20)
 
     @property
@@ -158,6 +162,7 @@ class EchoCanceller:
         self._played_frames = 0
         self._near_power = self._error_power = 0.0
         self._learned = self._gave_up = False
+        self._converged_frames = 0
         self._delay = 0
         self._silent_blocks = self.partitions + 2
 
@@ -216,11 +221,14 @@ class EchoCanceller:
         a = _ERLE_SMOOTHING
         self._near_power += a * (near_energy - self._near_power)
         self._error_power += a * (error_energy - self._error_power)
-        if self._learned or self._played_frames < self._min_learning_frames:
+        if self._learned:
+            return
+        self._converged_frames = self._converged_frames + 1 if self.erle_db >= _LEARNED_ERLE_DB else 0
+        if self._played_frames < self._min_learning_frames:
             return
         near_dbfs = 10 * math.log10(max(self._near_power / self.frame_samples, 1e-9) / 32768**2)
         played_s = self._played_frames * self.frame_samples / self.sample_rate
-        if self.erle_db >= _LEARNED_ERLE_DB:
+        if self._converged_frames >= self._hold_frames:
             self._learned = True
             log.info("echo canceller: learnt the room (%.0f dB after %.1f s of playback)", self.erle_db, played_s)
         elif near_dbfs < _NO_ECHO_DBFS:

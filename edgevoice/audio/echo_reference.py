@@ -1,7 +1,7 @@
 """The far end for the echo canceller: what the speaker really played, as frames in step with the capture.
 
 The playback callback copies every buffer it hands to PortAudio (the answer, and the silence it plays
-when the ring is empty) into a `SampleRing`, the tap (`PlaybackStream(..., tap_seconds=...)`). Once per
+when the ring is empty) to a `Handover`, the tap (`PlaybackStream(..., tap_seconds=...)`). Once per
 capture frame, `EchoReference.next_frame()` drains the tap, takes its first channel, resamples it to the
 capture frame rate (the same `StreamResampler` the microphone goes through) and hands out the next
 `frame_samples` of that stream.
@@ -19,7 +19,7 @@ estimator measures it. To keep it stable:
 - when the playback stream stops delivering (closed, or not started), the reference is silence and starts
   afresh once it delivers again.
 
-Runs on the event loop; the callback's only extra work is the copy into the tap.
+Runs on the event loop; the callback's only extra work is handing its buffer to the tap.
 """
 
 from __future__ import annotations
@@ -51,12 +51,11 @@ class EchoReference:
         self.stream = stream
         self.tap = tap = stream.tap
         device_rate = stream.format.rate
-        self._lost = stream.tap_lost
+        self._lost = tap.lost
         self.rate = rate
         self.frame_samples = frame_samples
         self._resampler = StreamResampler(device_rate, rate)
-        self._raw = np.zeros((tap.capacity, tap.channels), tap.dtype)
-        self._scale = 1 / 65536 if tap.dtype == np.int32 else 1.0  # a 32-bit device: back to the int16 scale
+        self._scale = 1 / 65536 if tap.dtype.itemsize == 4 else 1.0  # a 32-bit device: back to the int16 scale
         self._fifo = SampleRing(rate, 1)  # one second of backlog at most
         self._frame = np.zeros((frame_samples, 1), np.int16)
         self.lead = int(rate * lead_ms / 1000)  # samples kept in hand beyond the frame being handed out
@@ -100,15 +99,16 @@ class EchoReference:
         return self._frame[:, 0].copy()
 
     def _drain(self) -> int:
-        if self.stream.tap_lost != self._lost:  # we fell behind and the tap overflowed: start afresh
-            self._lost = self.stream.tap_lost
-            self.tap.read_into(self._raw[: min(self.tap.available, len(self._raw))])
+        if self.tap.lost != self._lost:  # we fell behind and the tap overflowed: start afresh
+            self._lost = self.tap.lost
+            self.tap.drop()
             self._restart()
             return 0
-        n = self.tap.read_into(self._raw[: min(self.tap.available, len(self._raw))])
+        raw = self.tap.take()
+        n = len(raw)
         if n == 0:
             return 0
-        samples = self._resampler.process(self._raw[:n, 0] * self._scale if self._scale != 1.0 else self._raw[:n, 0])
+        samples = self._resampler.process(raw[:, 0] * self._scale if self._scale != 1.0 else raw[:, 0])
         if self._owed:
             skip = min(self._owed, len(samples))
             samples = samples[skip:]

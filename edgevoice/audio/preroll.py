@@ -18,9 +18,9 @@ class PreRollBuffer:
         self.frame_ms = frame_ms
         self._frames: deque[tuple[float, np.ndarray]] = deque(maxlen=max(1, keep_ms // frame_ms))
 
-    def add(self, frame: np.ndarray, arrived_at: float) -> None:
-        """A frame that arrived at `arrived_at` (it ends then, so it began a frame earlier)."""
-        self._frames.append((arrived_at - self.frame_ms / 1000, frame))
+    def add(self, frame: np.ndarray, began: float) -> None:
+        """A frame that began at monotonic time `began`."""
+        self._frames.append((began, frame))
 
     def since(self, t: float) -> Iterator[np.ndarray]:
         """The frames that began at or after `t`, oldest first."""

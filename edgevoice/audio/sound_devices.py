@@ -2,8 +2,8 @@
 
 `SoundDevices` finds both devices, negotiates their formats, opens the PortAudio streams (the playback one
 with the tap the echo canceller reads what was played from) and builds the parts on top of them: the
-`Microphone` (24 kHz frames), the `EchoFrontEnd` (echo control and the local voice detector) and the
-`Speaker` (the playout of answers). `AudioDeviceError` says what is missing, in words an installer can act on.
+`MicrophonePath` (24 kHz frames through the echo front end, only while `mic_needed()`) and the `Speaker`
+(the playout of answers). `AudioDeviceError` says what is missing, in words an installer can act on.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from edgevoice.audio.bridge import CaptureStream, PlaybackStream
 from edgevoice.audio.devices import AudioDeviceError, find_device, list_devices, negotiate_format, open_portaudio
 from edgevoice.audio.duplex import EchoFrontEnd
+from edgevoice.audio.mic_path import MicrophonePath
 from edgevoice.audio.microphone import Microphone
 from edgevoice.audio.settings import AudioSettings
 from edgevoice.audio.speaker import Speaker
@@ -37,6 +38,7 @@ class SoundDevices:
         on_started: Callable[[str], None],
         on_drained: Callable[[], None],
         on_level: Callable[[float], None],
+        mic_needed: Callable[[], bool] = lambda: True,
     ) -> None:
         self.pa = open_portaudio()
         try:
@@ -50,14 +52,16 @@ class SoundDevices:
                 self.pa, spk_dev, "output", settings.output_rate, settings.output_channels, settings.sample_format
             )
             frame_ms = settings.frame_ms
-            self.capture = CaptureStream(self.pa, mic_fmt, mic_fmt.rate * frame_ms // 1000, loop)
+            self.capture = CaptureStream(self.pa, mic_fmt, mic_fmt.rate * frame_ms // 1000, loop, ring_seconds=2.0)
             self.playback = PlaybackStream(self.pa, spk_fmt, spk_fmt.rate * frame_ms // 1000, tap_seconds=TAP_SECONDS)
         except BaseException:
             self.pa.terminate()
             raise
-        self.microphone = Microphone(self.capture, settings.input_channel, frame_ms)
         # Kept as long as the streams: the room the canceller has learnt survives between turns and sessions.
-        self.front = EchoFrontEnd(settings, self.playback, frame_samples=24000 * frame_ms // 1000)
+        front = EchoFrontEnd(settings, self.playback, frame_samples=24000 * frame_ms // 1000)
+        self.microphone = MicrophonePath(
+            Microphone(self.capture, settings.input_channel, frame_ms), front, needed=mic_needed
+        )
         self.speaker = Speaker(
             self.playback, frame_ms=frame_ms, on_started=on_started, on_drained=on_drained, on_level=on_level
         )
@@ -74,7 +78,7 @@ class SoundDevices:
     @property
     def captured_seconds(self) -> float:
         """Seconds of microphone audio captured so far."""
-        return self.capture.buffers * self.capture.frames_per_buffer / self.capture.format.rate
+        return self.capture.delivered * self.capture.frames_per_buffer / self.capture.format.rate
 
     def start(self) -> None:
         self.playback.start()

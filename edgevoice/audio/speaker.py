@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -57,7 +58,7 @@ class Speaker:
         self.buffer = PlayoutBuffer(rate, device_rate)
         self._resampler = StreamResampler(rate, device_rate)
         self._chunk = rate * frame_ms // 1000
-        self._tick = frame_ms / 2000
+        self._tick = frame_ms / 1000  # while playing: the ring holds target_ms, so a frame's wait is safe
         self._target = device_rate * target_ms // 1000
         self._on_started = on_started
         self._on_drained = on_drained
@@ -71,6 +72,7 @@ class Speaker:
         self._unannounced: list[ItemAccount] = []
         self._last: ItemAccount | None = None  # the item the resampler's tail belongs to
         self._busy = False
+        self._quiet_since = time.monotonic()  # when the speaker last fell silent
 
     def push(self, item_id: str, samples: np.ndarray) -> None:
         """Queue int16 samples at 24 kHz of one assistant item."""
@@ -106,6 +108,10 @@ class Speaker:
         """Audio is queued or still in the device ring."""
         return self.buffer.pending > 0 or self.ring.available > 0
 
+    def quiet_for(self) -> float:
+        """Seconds since the speaker last played something (0 while it plays)."""
+        return 0.0 if self.busy or self._busy else time.monotonic() - self._quiet_since
+
     async def run(self) -> None:
         """The pump: runs until cancelled."""
         while True:
@@ -118,6 +124,7 @@ class Speaker:
                 continue
             if self._busy:
                 self._busy = False
+                self._quiet_since = time.monotonic()
                 self._levels.clear()
                 self._on_level(0.0)
                 self._on_drained()

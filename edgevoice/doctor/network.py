@@ -11,7 +11,8 @@ from pathlib import Path
 
 from edgevoice.doctor import Context, Finding
 from edgevoice.realtime.credentials import CREDENTIAL_NAME, ApiKey, CredentialsError, load_api_key, secrets_for
-from edgevoice.realtime.session import RealtimeSession, SessionError, endpoint_for
+from edgevoice.realtime.failures import SessionError
+from edgevoice.realtime.session import RealtimeSession, endpoint_for
 
 CREDSTORE = Path("/etc/credstore")  # where provision stores the key; the service gets it as a credential
 TIMEOUT_S = 5.0

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from edgevoice.hw.led_drivers import RGB, Kind, LedDriver
+from edgevoice.threads import name_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +271,7 @@ class LedShow:
         self._thread.start()
 
     def _run(self) -> None:
+        name_this_thread("ev-leds")
         while not self._stopping:
             self._wake.clear()
             try:

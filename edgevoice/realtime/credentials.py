@@ -19,8 +19,6 @@ import logging
 import os
 import stat
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +128,9 @@ class EphemeralSecrets:
         return self._value
 
     def _fetch(self) -> tuple[str, float]:
+        import urllib.error  # loaded at the first connection, not at start-up
+        import urllib.request
+
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._device_token:
             headers["Authorization"] = f"Bearer {self._device_token}"

@@ -15,12 +15,15 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from edgevoice.realtime.credentials import CredentialsError, SecretSource, TokenUnavailable
+from edgevoice.realtime.failures import SessionError
 from edgevoice.realtime.retry import RetryPolicy
-from edgevoice.realtime.session import RealtimeSession, SessionError
 from edgevoice.realtime.settings import ReconnectSettings
+
+if TYPE_CHECKING:
+    from edgevoice.realtime.session import RealtimeSession
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,15 +29,18 @@ from edgevoice.realtime import events as ev
 from edgevoice.realtime import server_events as se
 from edgevoice.realtime.carryover import CarryOver
 from edgevoice.realtime.credentials import SecretSource
+from edgevoice.realtime.failures import SessionError
 from edgevoice.realtime.history import ConversationHistory
 from edgevoice.realtime.link import LinkStatus, SessionLink
 from edgevoice.realtime.responses import ResponseTracker
 from edgevoice.realtime.retry import RATE_LIMIT_CODES, retry_after_from_message
-from edgevoice.realtime.session import RealtimeSession, SessionError
 from edgevoice.realtime.settings import RealtimeSettings
 from edgevoice.realtime.tool_calls import ToolCalls
 from edgevoice.realtime.tools import ToolRegistry
 from edgevoice.realtime.usage import UsageMeter
+
+if TYPE_CHECKING:
+    from edgevoice.realtime.session import RealtimeSession
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +63,22 @@ class ManagerHooks:
     between_turns: Callable[[], bool] = lambda: True  # may the session be swapped now?
 
 
+def _realtime_session(*args: Any, **kwargs: Any) -> RealtimeSession:
+    # The WebSocket stack (websockets, http) is loaded at the first connection, not at start-up.
+    from edgevoice.realtime.session import RealtimeSession
+
+    return RealtimeSession(*args, **kwargs)
+
+
 @dataclass(frozen=True)
 class Clockwork:
     """Time and connections, replaceable by a virtual clock in benchmarks or a fake session in tests."""
 
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    session_factory: Callable[..., RealtimeSession] = field(default=RealtimeSession)
+    session_factory: Callable[..., RealtimeSession] = field(
+        default=lambda *args, **kwargs: _realtime_session(*args, **kwargs)
+    )
 
 
 class SessionManager:

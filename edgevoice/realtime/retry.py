@@ -16,7 +16,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from edgevoice.realtime.session import SessionError
+from edgevoice.realtime.failures import SessionError
 from edgevoice.realtime.settings import ReconnectSettings
 
 MIN_DELAY_S = 0.05  # even full jitter never reconnects in a hot loop

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import logging
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
@@ -25,6 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from edgevoice import __version__
 from edgevoice.realtime import events, server_events
+from edgevoice.realtime.failures import FATAL_ERROR_KINDS, ErrorKind, SessionError, classify_close
 from edgevoice.realtime.settings import RealtimeSettings
 from edgevoice.realtime.urls import is_loopback_host
 
@@ -36,33 +36,6 @@ MAX_QUEUED_EVENTS = 1000  # ~20 s of 20 ms audio frames; beyond that the link is
 # Close codes edgevoice itself sends when a server breaks the rules, and what the server did.
 _OUR_REASONS = {1002: "a frame that breaks the WebSocket protocol", 1007: "text that is not UTF-8",
                 1009: f"a frame over {MAX_FRAME_BYTES // 2**20} MiB"}  # fmt: skip
-ErrorKind = Literal["auth", "quota", "network", "rate_limit", "server", "protocol", "expired", "closed"]
-FATAL_ERROR_KINDS = {"invalid_api_key": "auth", "beta_api_shape_disabled": "protocol", "insufficient_quota": "quota"}
-
-
-class SessionError(Exception):
-    """Why a session could not open or ended; `kind` says what to do about it."""
-
-    def __init__(
-        self,
-        kind: ErrorKind,
-        message: str,
-        *,
-        status: int | None = None,
-        close_code: int | None = None,
-        retry_after_s: float | None = None,
-    ):
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.status = status
-        self.close_code = close_code
-        self.retry_after_s = retry_after_s
-
-    @property
-    def needs_person(self) -> bool:
-        """Retrying will not help until somebody fixes the key, the account or the configuration."""
-        return self.kind in ("auth", "quota", "protocol")
 
 
 @dataclass(frozen=True)
@@ -72,7 +45,7 @@ class Endpoint:
     and so does the default repr: log `host`, never the endpoint itself."""
 
     url: str
-    headers: dict[str, str]
+    headers: dict[str, str] = field(repr=False)
 
     @property
     def host(self) -> str:
@@ -94,20 +67,6 @@ def endpoint_for(settings: RealtimeSettings, api_key: str) -> Endpoint:
     return Endpoint(url, headers)
 
 
-def classify_close(code: int | None, reason: str) -> SessionError:
-    """What a close frame from the server means for us."""
-    text = f"the server closed the connection (code {code}{': ' + reason if reason else ''})"
-    if code == 3000:
-        return SessionError("auth", f"{text}; the API key was refused", close_code=code)
-    if code == 4000:
-        return SessionError("protocol", f"{text}; it rejected the protocol shape", close_code=code)
-    if code == 1001 or "maximum duration" in reason:
-        return SessionError("expired", text, close_code=code)
-    if code == 1000:
-        return SessionError("closed", text, close_code=code)
-    return SessionError("network", text, close_code=code)
-
-
 def _retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
     if not value:
@@ -117,6 +76,8 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         pass
     try:
+        import email.utils  # only for an HTTP 429 with a date
+
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None

@@ -1,0 +1,51 @@
+"""Buffers handed from a PortAudio callback to the event loop: the cheapest hand-over Python has.
+
+A PortAudio callback runs on a real-time thread, cache-cold every 20 ms: each numpy call or lock in it
+costs tens of microseconds there (measured: 74 us per capture callback with a numpy ring, against a few us
+in a warm loop). So the callback only appends the `bytes` object PortAudio already made to a bounded
+`deque` (atomic in CPython: no lock), and the reader joins and converts whatever it takes, when it wants.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+
+class Handover:
+    """Raw buffers of interleaved frames, oldest first; when full, the oldest fall out (and are counted)."""
+
+    def __init__(self, max_frames: int, channels: int, dtype: np.dtype[np.integer], frames_per_buffer: int) -> None:
+        self.channels = channels
+        self.dtype = dtype
+        self.frame_bytes = channels * dtype.itemsize
+        self.max_buffers = max(2, -(-max_frames // frames_per_buffer))
+        self._buffers: deque[bytes] = deque(maxlen=self.max_buffers)
+        self.lost = 0  # buffers that fell out unread
+
+    def put(self, data: bytes) -> None:
+        """The writer's side (the callback): never blocks, never fails."""
+        if len(self._buffers) == self.max_buffers:
+            self.lost += 1
+        self._buffers.append(data)
+
+    @property
+    def available(self) -> int:
+        """Frames waiting to be taken."""
+        return sum(len(b) for b in self._buffers) // self.frame_bytes
+
+    def take(self, newest: int | None = None) -> np.ndarray:
+        """Every frame waiting (with `newest`, only that many of the most recent), shape (n, channels)."""
+        parts = []
+        while self._buffers:
+            parts.append(self._buffers.popleft())
+        data = b"".join(parts)
+        frames = np.frombuffer(data, self.dtype).reshape(-1, self.channels)
+        return frames if newest is None else frames[max(0, len(frames) - newest) :]
+
+    def drop(self) -> int:
+        """Discard every frame waiting; returns how many."""
+        n = self.available
+        self._buffers.clear()
+        return n

@@ -1,0 +1,93 @@
+"""The microphone as the device uses it: cleaned 24 kHz frames while somebody needs them, nothing at rest.
+
+While `needed()` says so (the conversation streams the microphone, or the speaker plays or has just played,
+so that the canceller follows the room), the capture stream wakes the event loop every `batch` buffers and
+every frame goes through the echo front end (canceller and local voice detector): `frames()` yields them.
+(`batch` stays 1 while the canceller runs: its reference pairs each capture frame with the playback buffer
+of the same moment, and bursts of two put the pair a frame apart now and then, measured as 20 ms jumps of
+the echo's delay and a canceller that had to learn the room again.)
+At rest the PortAudio callback only fills its ring and the loop sleeps. When a turn starts, `since(t)`
+catches up on the ring's last moments (what the visitor said between the press and now: the pre-roll), so
+that nothing is lost by resting. Call `wake_up()` whenever what `needed()` depends on may have changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from edgevoice.audio.duplex import EchoFrontEnd
+from edgevoice.audio.microphone import Microphone
+from edgevoice.audio.preroll import PREROLL_MS, PreRollBuffer
+
+
+class MicFrame(NamedTuple):
+    """One cleaned 24 kHz frame, when it began (monotonic s), and whether a visitor started talking in it."""
+
+    began: float
+    samples: np.ndarray
+    speech_started: bool
+
+
+class MicrophonePath:
+    """Capture -> 24 kHz -> echo front end, run only while `needed()`; see the module docstring."""
+
+    def __init__(
+        self,
+        microphone: Microphone,
+        front: EchoFrontEnd,
+        *,
+        needed: Callable[[], bool],
+        preroll_ms: int = PREROLL_MS,
+        batch: int = 1,
+    ) -> None:
+        self.microphone = microphone
+        self.front = front
+        self._needed = needed
+        self._stream = microphone.stream
+        self._stream.batch = batch
+        self._stream.wanted = False
+        self._preroll_s = preroll_ms / 1000
+        self.recent = PreRollBuffer(round(microphone.frame_s * 1000), preroll_ms)
+        self.active = False
+        self.activations = 0  # times it woke from rest (a figure for benchmarks)
+
+    def wake_up(self) -> None:
+        """Start cleaning the microphone if it is needed now (cheap when it already runs)."""
+        if not self.active and self._needed():
+            self.active = True
+            self.activations += 1
+            # What the ring still holds is from the rest: the speaker was silent then, and if a turn needed
+            # it `since` took it. Dropped, so that the canceller never pairs old sound with new playback.
+            if self._stream.buffers.available > self._stream.frames_per_buffer * self._stream.batch:
+                self.microphone.skip()
+            self._stream.wanted = True
+
+    def _rest(self) -> None:
+        self.active = False
+        self._stream.wanted = False
+
+    async def frames(self) -> AsyncIterator[MicFrame]:
+        """Cleaned frames while the path is active (runs until cancelled)."""
+        while True:
+            await self._stream.wait()
+            if not self.active:
+                continue
+            if not self._needed():
+                self._rest()
+                continue
+            for began, frame in self.microphone.take():
+                cleaned, speech_started = self.front.process(frame)
+                yield MicFrame(began, cleaned, speech_started)
+
+    def keep(self, frame: MicFrame) -> None:
+        """A frame nobody sent: it may begin the next turn."""
+        self.recent.add(frame.samples, frame.began)
+
+    def since(self, t: float) -> list[np.ndarray]:
+        """The cleaned frames that began at or after `t` (within the pre-roll), oldest first."""
+        for began, frame in self.microphone.take(newest_s=None if self.active else self._preroll_s):
+            self.recent.add(self.front.process(frame)[0], began)
+        return list(self.recent.since(t))
