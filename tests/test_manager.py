@@ -231,8 +231,9 @@ def test_requests_never_connect_faster_than_the_backoff_allows() -> None:
         async with Managed() as h:
             h.emulator.fail_handshakes(429, count=100, retry_after=30)
             await h.until(lambda: len(h.emulator.handshakes) == 1 and "down" in h.link_states)
-            for _ in range(50):  # what the conversation does for each request while idle: release, want again
+            for _ in range(25):  # what the conversation does for each request while idle: release, want again
                 h.m.disconnect(forget=False)
+                await asyncio.sleep(0.02)
                 h.m.connect()
                 await asyncio.sleep(0.02)
         return h
