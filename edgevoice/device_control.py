@@ -16,7 +16,8 @@ from edgevoice.control.args import DeviceCommand
 from edgevoice.control.commands import Cancel, End, Listen, Mute, Say, Speak, Stop, Unmute, Volume
 from edgevoice.control.errors import BUSY, INVALID_STATE, UNAVAILABLE
 from edgevoice.control.images import Picture
-from edgevoice.conversation.ports import NotNow
+from edgevoice.conversation.ports import Busy, NotNow
+from edgevoice.realtime.failures import LinkBusy
 from edgevoice.realtime.tools import Tool
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class DaemonControl:
     def _run(self, command: Callable[[], object]) -> None:
         try:
             command()
+        except (Busy, LinkBusy) as exc:
+            raise ControlError(BUSY, str(exc)) from None
         except NotNow as exc:
             raise ControlError(INVALID_STATE, str(exc)) from None
 
