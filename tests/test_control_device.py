@@ -286,3 +286,23 @@ def test_requests_while_the_link_is_down_are_bounded_and_refused_with_busy(
     assert pictures[:2] == ["ok", "ok"] and set(pictures[2:]) == {"busy"}, pictures
     assert speeches[:6] == ["ok"] * 6 and "busy" in speeches and set(speeches) <= {"ok", "busy"}, speeches
     assert status["state"] in ("offline", "connecting", "thinking")  # and it still answers
+
+
+def test_a_tool_schema_the_server_would_refuse_is_refused_at_registration(sound_card: VirtualSoundCard) -> None:
+    """Regression: such a schema became a fatal session error that kept the device in `error` for 300 s."""
+    bad = {"name": "arm", "parameters": {"type": "object", "properties": {"joint": {"type": "strin"}}}}
+    good = {"name": "arm", "parameters": {"type": "object", "properties": {"joint": {"type": "string"}}}}
+
+    async def scenario(device: Device) -> tuple[ControlError, dict[str, Any]]:
+        async with Controller(device) as robot:
+            with pytest.raises(ControlError) as refused:
+                await robot.client.request("tools.register", tools=[bad])
+            await robot.client.request("tools.register", tools=[good])
+            await robot.client.request("say", text="Move the arm.")
+            await device.wait_state("idle", after="speaking")
+            return refused.value, await robot.client.request("status")
+
+    device, (refused, status) = run({"card": sound_card, "mic": silence(30)}, scenario)
+    assert refused.code == "bad_request" and "properties.joint.type = 'strin'" in refused.message
+    assert status["state"] == "idle" and status["tools"] == ["arm"]
+    assert device.sent("session.update")[0]["session"]["tools"][0]["parameters"] == good["parameters"]

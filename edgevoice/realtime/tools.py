@@ -20,6 +20,7 @@ from typing import Any
 
 from edgevoice.realtime import events
 from edgevoice.realtime.settings import ToolSettings
+from edgevoice.realtime.tool_schema import schema_problem
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,14 @@ class Tool:
         return events.tool_declaration(self.name, self.description, self.parameters)
 
 
+class NameTaken(ValueError):
+    """A tool of that name is already served by another owner."""
+
+
+class BadSchema(ValueError):
+    """A tool's parameters are not a schema the Realtime API takes (see tool_schema.py)."""
+
+
 class ToolRegistry:
     """The tools declared to the model. Listeners hear about changes (to update a live session)."""
 
@@ -68,10 +77,14 @@ class ToolRegistry:
         self._listeners.append(listener)
 
     def register(self, tool: Tool) -> None:
-        """Add a tool; a name already served by another owner is refused (ValueError)."""
+        """Add a tool; a name already served by another owner is refused (NameTaken), and so is a schema the
+        server would refuse (BadSchema: it would fail the whole session)."""
+        problem = schema_problem(tool.parameters)
+        if problem is not None:
+            raise BadSchema(f"the tool {tool.name!r}: {problem}")
         current = self._tools.get(tool.name)
         if current is not None and current.owner != tool.owner:
-            raise ValueError(f"the tool {tool.name!r} is already served by {current.owner}")
+            raise NameTaken(f"the tool {tool.name!r} is already served by {current.owner}")
         self._tools[tool.name] = tool
         self._changed()
 
