@@ -207,6 +207,8 @@ def _convert(hint: Any, value: Any, f: dataclasses.Field[Any], source: str, wher
     lo, hi = f.metadata.get("min"), f.metadata.get("max")
     if isinstance(value, int | float) and ((lo is not None and value < lo) or (hi is not None and value > hi)):
         doc = f.metadata.get("doc")
+        if doc and "octal" in doc and isinstance(value, int):  # a file mode: say it as it is written
+            raise ConfigError(f"{source}: {_key_words(where)} = {value:#o}: must be between {lo:#o} and {hi:#o}")
         raise fail(f"must be between {lo} and {hi}" + (f" ({doc})" if doc else ""))
     return value
 

@@ -88,6 +88,7 @@ def test_values_are_read_into_nested_sections() -> None:
         ("audio = 5", r"audio = 5: expected a table"),
         ("[audio]\noutput_rate = 800", r"\[audio\] output_rate = 800: sound devices run at 8000 Hz or more"),
         ("[audio\n", r"not valid TOML"),
+        ("[control]\nmode = 0o777", r"\[control\] mode = 0o777: must be between 0o600 and 0o666"),
         (
             "[[realtime.tools]]\nname = 'x'\ncommand = ['/bin/true']\nparameters = {type = 'string'}",
             r"\[\[realtime.tools\]\] 'x': parameters must be a JSON Schema object",
