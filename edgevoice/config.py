@@ -13,8 +13,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
+import math
 import os
 import re
+import shutil
 import tomllib
 import types
 import typing
@@ -30,6 +32,7 @@ from edgevoice.hw.profiles import Profile, ProfileError, load_profile
 from edgevoice.hw.settings import ButtonSettings, HardwareSettings, LedSettings
 from edgevoice.realtime import models
 from edgevoice.realtime.settings import RealtimeSettings, UsageSettings
+from edgevoice.realtime.tool_schema import schema_problem
 from edgevoice.realtime.urls import is_loopback_url
 
 DEFAULT_PATH = Path("/etc/edgevoice/config.toml")
@@ -97,6 +100,8 @@ def parse_config(text: str, source: str = "<string>", profile_dirs: typing.Seque
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not usable TOML: arrays or tables nested too deeply") from None
     config = _build(Config, data, source, "")
     if config.hardware.profile:
         config, source = _apply_profile(config.hardware.profile, data, source, profile_dirs)
@@ -197,9 +202,13 @@ def _convert(hint: Any, value: Any, f: dataclasses.Field[Any], source: str, wher
         value = float(value)
     if not isinstance(value, allowed_types):
         raise fail(f"must be {_type_words(allowed_types)}")
+    if isinstance(value, float) and math.isnan(value):
+        raise fail("must be a number (nan is not one)")
     lo, hi = f.metadata.get("min"), f.metadata.get("max")
     if isinstance(value, int | float) and ((lo is not None and value < lo) or (hi is not None and value > hi)):
         doc = f.metadata.get("doc")
+        if doc and "octal" in doc and isinstance(value, int):  # a file mode: say it as it is written
+            raise ConfigError(f"{source}: {_key_words(where)} = {value:#o}: must be between {lo:#o} and {hi:#o}")
         raise fail(f"must be between {lo} and {hi}" + (f" ({doc})" if doc else ""))
     return value
 
@@ -257,6 +266,9 @@ def _check_combinations(config: Config, source: str) -> None:
             raise ConfigError(
                 f"{source}: [[realtime.tools]] {tool.name!r} needs a command (the program that serves it)"
             )
+        problem = schema_problem(tool.parameters)
+        if problem is not None:
+            raise ConfigError(f"{source}: [[realtime.tools]] {tool.name!r}: {problem}")
     local_http = rt.token_url.startswith("http://") and is_loopback_url(rt.token_url)
     if rt.token_url and not (rt.token_url.startswith("https://") or local_http):
         raise ConfigError(
@@ -317,6 +329,13 @@ def config_warnings(config: Config, today: datetime.date | None = None) -> list[
             "push-to-talk ([realtime.turn_detection] type = 'none') with no button enabled: wire one and set "
             "[button] enabled = true and pin, or use server_vad"
         )
+    for tool in rt.tools:
+        program = tool.command[0] if tool.command else ""
+        if program and shutil.which(program) is None:
+            warnings.append(
+                f"[[realtime.tools]] {tool.name!r}: its command {program!r} is not an executable program here "
+                "(give an absolute path, or install it): every call will answer the model with an error"
+            )
     return warnings
 
 

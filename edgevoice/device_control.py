@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 from edgevoice.control.api import ControlError, EventListener, ToolCallHandler
 from edgevoice.control.args import DeviceCommand
 from edgevoice.control.commands import Cancel, End, Listen, Mute, Say, Speak, Stop, Unmute, Volume
-from edgevoice.control.errors import BUSY, INVALID_STATE, UNAVAILABLE
+from edgevoice.control.errors import BAD_REQUEST, BUSY, INVALID_STATE, UNAVAILABLE
 from edgevoice.control.images import Picture
-from edgevoice.conversation.ports import NotNow
-from edgevoice.realtime.tools import Tool
+from edgevoice.conversation.ports import Busy, NotNow
+from edgevoice.realtime.failures import LinkBusy
+from edgevoice.realtime.tools import BadSchema, NameTaken, Tool
 
 if TYPE_CHECKING:
     from edgevoice.daemon import Daemon
@@ -40,6 +41,8 @@ class DaemonControl:
     def _run(self, command: Callable[[], object]) -> None:
         try:
             command()
+        except (Busy, LinkBusy) as exc:
+            raise ControlError(BUSY, str(exc)) from None
         except NotNow as exc:
             raise ControlError(INVALID_STATE, str(exc)) from None
 
@@ -114,8 +117,10 @@ class DaemonControl:
     ) -> None:
         try:
             self._daemon.tools.register(Tool(name, description, parameters, handler, timeout_s, owner))
-        except ValueError as exc:
+        except NameTaken as exc:
             raise ControlError(BUSY, f"{exc}: pick another name") from None
+        except BadSchema as exc:
+            raise ControlError(BAD_REQUEST, f"{exc} (the server would refuse it)") from None
 
     def unregister_tools(self, owner: str, names: list[str] | None) -> list[str]:
         tools = self._daemon.tools

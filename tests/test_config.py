@@ -88,11 +88,26 @@ def test_values_are_read_into_nested_sections() -> None:
         ("audio = 5", r"audio = 5: expected a table"),
         ("[audio]\noutput_rate = 800", r"\[audio\] output_rate = 800: sound devices run at 8000 Hz or more"),
         ("[audio\n", r"not valid TOML"),
+        ("[control]\nmode = 0o777", r"\[control\] mode = 0o777: must be between 0o600 and 0o666"),
+        (
+            "[[realtime.tools]]\nname = 'x'\ncommand = ['/bin/true']\nparameters = {type = 'string'}",
+            r"\[\[realtime.tools\]\] 'x': parameters must be a JSON Schema object",
+        ),
+        ("[control]\nrequests_per_s = nan", r"\[control\] requests_per_s = nan: must be a number \(nan is not one\)"),
+        ("[conversation]\nidle_timeout_s = -nan", r"idle_timeout_s = nan: must be a number"),
+        ("a = " + "[" * 5000 + "]" * 5000, r"nested too deeply"),
     ],
 )
 def test_bad_values_name_the_file_the_key_and_what_is_allowed(text: str, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
         parse_config(text, "c.toml")
+
+
+def test_a_tool_whose_program_does_not_exist_is_warned_about() -> None:
+    config = parse_config("[[realtime.tools]]\nname = 'x'\ncommand = ['/nonexistent/x-tool']", "c.toml")
+    assert any("'/nonexistent/x-tool' is not an executable program here" in w for w in config_warnings(config))
+    config = parse_config("[[realtime.tools]]\nname = 'x'\ncommand = ['sh', '-c', 'echo']", "c.toml")
+    assert not any("executable" in w for w in config_warnings(config))
 
 
 def test_plain_ws_and_http_are_accepted_to_this_machine_only() -> None:

@@ -253,3 +253,56 @@ def test_garbage_on_the_socket_never_stops_the_device_or_other_controllers(sound
     assert after > before + 0.2  # the audio path kept running
     assert device.daemon is not None and device.daemon.sound is not None
     assert device.daemon.sound.capture.dropped == 0  # and never fell behind
+
+
+def test_requests_while_the_link_is_down_are_bounded_and_refused_with_busy(
+    sound_card: VirtualSoundCard, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Regression: while the link was down every picture waited for it, 5.6 MB each (234 requests: 1.26 GB of RSS),
+    and every `speak` queued a billed answer. Now the waiting room is bounded and the rest is refused as busy."""
+    picture = tmp_path / "camera.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + random.Random(1).randbytes(3 * 1024 * 1024))  # 4 MB as a data URL
+
+    async def outcome(request: Callable[..., Awaitable[dict[str, Any]]], cmd: str, **args: Any) -> str:
+        try:
+            await request(cmd, **args)
+        except ControlError as exc:
+            assert exc.code != "busy" or "try again" in exc.message or "wait" in exc.message, exc.message
+            return exc.code
+        return "ok"
+
+    async def scenario(device: Device) -> tuple[list[str], list[str], dict[str, Any]]:
+        async with Controller(device) as robot:
+            request = robot.client.request
+            pictures = [await outcome(request, "image", path=str(picture)) for _ in range(6)]
+            speeches = [await outcome(request, "speak", text=f"Announcement {i}.") for i in range(12)]
+            return pictures, speeches, await request("status")
+
+    unreachable = "ws://127.0.0.1:9/v1/realtime"  # nothing listens: the link stays down
+    quiet = "the link never comes up"
+    _, (pictures, speeches, status) = run(
+        {"card": sound_card, "mic": silence(30), "url": unreachable, "sends_nothing": quiet}, scenario
+    )
+    assert pictures[:2] == ["ok", "ok"] and set(pictures[2:]) == {"busy"}, pictures
+    assert speeches[:6] == ["ok"] * 6 and "busy" in speeches and set(speeches) <= {"ok", "busy"}, speeches
+    assert status["state"] in ("offline", "connecting", "thinking")  # and it still answers
+
+
+def test_a_tool_schema_the_server_would_refuse_is_refused_at_registration(sound_card: VirtualSoundCard) -> None:
+    """Regression: such a schema became a fatal session error that kept the device in `error` for 300 s."""
+    bad = {"name": "arm", "parameters": {"type": "object", "properties": {"joint": {"type": "strin"}}}}
+    good = {"name": "arm", "parameters": {"type": "object", "properties": {"joint": {"type": "string"}}}}
+
+    async def scenario(device: Device) -> tuple[ControlError, dict[str, Any]]:
+        async with Controller(device) as robot:
+            with pytest.raises(ControlError) as refused:
+                await robot.client.request("tools.register", tools=[bad])
+            await robot.client.request("tools.register", tools=[good])
+            await robot.client.request("say", text="Move the arm.")
+            await device.wait_state("idle", after="speaking")
+            return refused.value, await robot.client.request("status")
+
+    device, (refused, status) = run({"card": sound_card, "mic": silence(30)}, scenario)
+    assert refused.code == "bad_request" and "properties.joint.type = 'strin'" in refused.message
+    assert status["state"] == "idle" and status["tools"] == ["arm"]
+    assert device.sent("session.update")[0]["session"]["tools"][0]["parameters"] == good["parameters"]

@@ -203,15 +203,19 @@ def test_a_file_is_read_only_for_a_client_that_could_read_it(sockdir: str) -> No
     owner = os.stat(path).st_uid
     assert read_image_file(path, owner, None, None).data == PNG
     if os.geteuid() == 0:
-        with pytest.raises(ImageError, match="must belong to your user"):
+        with pytest.raises(ImageError, match="belonging to your user") as not_yours:
             read_image_file(path, 4321, None, None)
+        with pytest.raises(ImageError) as missing:
+            read_image_file(path + ".missing", 4321, None, None)
+        # The same answer whether the file is not theirs or does not exist: the socket tells nobody what exists.
+        assert str(missing.value).replace(".missing", "") == str(not_yours.value)
         os.chmod(path, 0o644)
         assert read_image_file(path, 4321, None, None).mime == "image/png"  # everyone may read it anyway
-    with pytest.raises(ImageError, match="not a regular file"):
+    with pytest.raises(ImageError, match=r"not a regular file|not usable"):
         read_image_file(sockdir, owner, None, None)
     fifo = os.path.join(sockdir, "fifo")
     os.mkfifo(fifo)
-    with pytest.raises(ImageError, match="not a regular file"):  # never blocks on a pipe with no writer
+    with pytest.raises(ImageError, match=r"not a regular file|not usable"):  # never blocks on a pipe with no writer
         read_image_file(fifo, owner, None, None)
 
 
@@ -264,7 +268,7 @@ def test_control_settings_in_config_toml() -> None:
     config = parse_config('[control]\nsocket = "/run/x/c.sock"\nmode = 0o640\nallowed_uids = [1000, 1001]')
     assert config.control == ControlSettings(socket="/run/x/c.sock", mode=0o640, allowed_uids=(1000, 1001))
     assert parse_config("").control.mode == 0o660
-    with pytest.raises(ConfigError, match=r"\[control\] mode = 511: must be between 384 and 438 \(octal"):
+    with pytest.raises(ConfigError, match=r"\[control\] mode = 0o777: must be between 0o600 and 0o666"):
         parse_config("[control]\nmode = 0o777")
     with pytest.raises(ConfigError, match="allowed_uids"):
         parse_config('[control]\nallowed_uids = ["root"]')

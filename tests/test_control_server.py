@@ -17,6 +17,7 @@ from control_fake import FakeDevice, LineClient, run, serving
 from edgevoice.control.api import ControlError
 from edgevoice.control.client import ControlClient
 from edgevoice.control.limits import MAX_LINE
+from edgevoice.control.server import RESERVED_SLOTS
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 JPEG = b"\xff\xd8\xff\xe0" + os.urandom(150_000)
@@ -460,20 +461,83 @@ def test_a_flood_is_rate_limited_then_disconnected_and_others_are_served(sockdir
 
 
 def test_max_clients(sockdir: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The test runs as root, who finds RESERVED_SLOTS more than max_clients (a full socket never locks root out)."""
+
     async def main() -> None:
         async with serving(sockdir, max_clients=2) as s:
-            first, second = await LineClient.connect(s.path), await LineClient.connect(s.path)
-            assert (await second.ask({"cmd": "status"}))["ok"]
-            third = await LineClient.connect(s.path)
-            refusal = await third.line()
+            clients = [await LineClient.connect(s.path) for _ in range(2 + RESERVED_SLOTS)]
+            assert all([(await c.ask({"cmd": "status"}))["ok"] for c in clients])
+            extra = await LineClient.connect(s.path)
+            refusal = await extra.line()
             assert refusal["error"]["code"] == "too_many_clients" and "max_clients" in refusal["error"]["message"]
-            assert await third.eof()
-            await first.close()
+            assert await extra.eof()
+            await clients[0].close()
             await asyncio.sleep(0.05)
-            fourth = await LineClient.connect(s.path)
-            assert (await fourth.ask({"cmd": "status"}))["ok"]
+            again = await LineClient.connect(s.path)
+            assert (await again.ask({"cmd": "status"}))["ok"]
 
     run(main())
+
+
+def test_a_silent_connection_is_closed_and_a_talking_one_is_not(sockdir: str) -> None:
+    """Regression: 16 connections that never said anything held every slot, root's included."""
+
+    async def main() -> None:
+        async with serving(sockdir, first_request_s=0.5) as s:
+            silent, talking = await LineClient.connect(s.path), await LineClient.connect(s.path)
+            assert (await talking.ask({"id": 1, "cmd": "status"}))["ok"]
+            goodbye = await silent.line()
+            assert (
+                goodbye["id"] is None and goodbye["error"]["code"] == "idle" and "0.5 s" in goodbye["error"]["message"]
+            )
+            assert await silent.eof()
+            await asyncio.sleep(0.6)
+            assert (await talking.ask({"id": 2, "cmd": "status"}))["ok"]  # it spoke once: it may now be quiet
+
+    run(main())
+
+
+def test_one_user_cannot_take_every_slot(sockdir: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("connecting as another user needs root")
+    holder = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b'{"cmd": "status"}\n')
+s.settimeout(2)
+data = b""
+while b"\n" not in data:
+    data += s.recv(65536)
+print(data.splitlines()[0].decode(), flush=True)
+time.sleep(5)
+"""
+
+    async def main() -> list[dict[str, Any]]:
+        async with serving(sockdir, mode=0o666, max_clients=16, max_clients_per_uid=2) as s:
+            processes = []
+            for _ in range(3):  # the system's python3: the test's own may live where nobody cannot go
+                command = ["python3", "-c", holder, s.path]
+                processes.append(
+                    await asyncio.create_subprocess_exec(
+                        *command, user=65534, group=65534, extra_groups=[], stdout=asyncio.subprocess.PIPE
+                    )
+                )
+                await asyncio.sleep(0.2)
+            first_lines = [json.loads(await p.stdout.readline()) for p in processes if p.stdout is not None]
+            root = await LineClient.connect(s.path)
+            assert (await root.ask({"cmd": "status"}))["ok"]  # root is not counted with nobody
+            for process in processes:
+                process.kill()
+                await process.wait()
+            return first_lines
+
+    first_lines = run(main())
+    assert [line.get("ok") for line in first_lines[:2]] == [True, True]
+    assert (
+        first_lines[2]["error"]["code"] == "too_many_clients"
+        and "max_clients_per_uid" in first_lines[2]["error"]["message"]
+    )
 
 
 def test_peer_credentials_are_logged_and_the_allow_list_refuses_others(

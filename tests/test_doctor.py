@@ -91,6 +91,31 @@ def test_a_refused_key_a_silent_microphone_and_a_missing_device_fail_with_what_t
     assert microphone.status == "skip"
 
 
+def test_a_key_file_the_daemon_refuses_is_reported_with_its_reason(tmp_path: Path) -> None:
+    """Regression: doctor said only "no API key" where the daemon refuses a key file that others can read."""
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY)
+    key_file.chmod(0o644)
+    config = tmp_path / "config.toml"
+    config.write_text(f'[realtime]\nurl = "ws://127.0.0.1:9/v1/realtime"\napi_key_file = "{key_file}"\n')
+    old = os.environ.pop("OPENAI_API_KEY", None)
+    try:
+        found = {f.check: f for f in asyncio.run(diagnose(Context(str(config)), only={"config", "dns", "realtime"}))}
+    finally:
+        if old is not None:
+            os.environ["OPENAI_API_KEY"] = old
+    assert found["realtime"].status == "fail"
+    assert "readable by other users (mode 0644); run: chmod 600" in found["realtime"].detail
+
+
+def test_the_control_socket_check_looks_where_the_configuration_puts_it(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[control]\nsocket = "{tmp_path}/ctl/c.sock"\n')
+    (tmp_path / "ctl").mkdir()
+    _, found = asyncio.run(diagnose(Context(str(config)), only={"config", "control socket"}))
+    assert found.status == "pass" and str(tmp_path / "ctl") in found.detail
+
+
 def test_the_hardware_profile_is_checked_against_the_sound_cards(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

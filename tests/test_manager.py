@@ -223,6 +223,27 @@ def test_http_429_waits_as_long_as_the_server_asks() -> None:
     assert ok_at - failed_at >= 0.7
 
 
+def test_requests_never_connect_faster_than_the_backoff_allows() -> None:
+    """Regression: each controller request (an image, a say) reconnected at once, 99 handshakes in 20 s
+    against a server whose 429 asked for 30 s."""
+
+    async def scenario() -> Managed:
+        async with Managed() as h:
+            h.emulator.fail_handshakes(429, count=100, retry_after=30)
+            await h.until(lambda: len(h.emulator.handshakes) == 1 and "down" in h.link_states)
+            for _ in range(25):  # what the conversation does for each request while idle: release, want again
+                h.m.disconnect(forget=False)
+                await asyncio.sleep(0.02)
+                h.m.connect()
+                await asyncio.sleep(0.02)
+        return h
+
+    h = run(scenario)
+    assert len(h.emulator.handshakes) == 1
+    down = next(s for s in h.links if s.state == "down")
+    assert down.retry_in_s is not None and down.retry_in_s >= 30
+
+
 def test_session_expired_rolls_over_with_the_context_and_without_a_backoff() -> None:
     for via in ("error", "close"):
 

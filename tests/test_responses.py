@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgevoice.realtime.responses import DROPPED_KEPT, ResponseTracker, Stage
+from edgevoice.realtime.responses import DROPPED_KEPT, MAX_WAITING, ResponseTracker, Stage
 
 
 def asked(tracker: ResponseTracker, instructions: str | None = None, now: float = 0.0) -> None:
@@ -118,3 +118,13 @@ def test_cancelled_ids_are_bounded() -> None:
         t.cancel()
         t.on_done(f"r{i}", called_tools=False, completed=False)
     assert len(t._dropped) == DROPPED_KEPT and t.dropped(f"r{DROPPED_KEPT * 3 - 1}")
+
+
+def test_the_answers_waiting_are_bounded() -> None:
+    t = ResponseTracker()
+    for _ in range(MAX_WAITING):
+        assert not t.full
+        t.want("say something")
+    assert t.full
+    t.cancel()
+    assert not t.full

@@ -86,6 +86,8 @@ def test_the_unit_has_what_the_daemon_relies_on() -> None:
         "DevicePolicy=closed",
         "DeviceAllow=char-alsa rw",
         "ExecReload=/bin/kill -HUP $MAINPID",
+        "MemoryMax=",
+        "TasksMax=",
     ):
         assert line in text, line
     assert "Environment=OPENAI_API_KEY" not in text  # the key never travels in the environment

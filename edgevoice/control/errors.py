@@ -26,6 +26,7 @@ INTERNAL = "internal"  # a bug in edgevoice (logged); the connection stays usabl
 # Sent with id null just before the server closes the connection.
 FORBIDDEN = "forbidden"
 TOO_MANY_CLIENTS = "too_many_clients"
+IDLE = "idle"  # connected and sent no request in time
 FLOOD = "flood"
 SHUTTING_DOWN = "shutting_down"
 
@@ -42,6 +43,7 @@ ERROR_CODES = (  # every code, in the order of the docs' table
     INTERNAL,
     FORBIDDEN,
     TOO_MANY_CLIENTS,
+    IDLE,
     FLOOD,
     SHUTTING_DOWN,
 )

@@ -154,19 +154,32 @@ class ImageAssembler:
 
 
 def read_image_file(path: str, peer_uid: int, mime: str | None, prompt: str | None) -> Picture:
-    """Read a picture for a client whose user is `peer_uid` (blocking: run it in a thread)."""
+    """Read a picture for a client whose user is `peer_uid` (blocking: run it in a thread).
+
+    To a client that is not root (nor the daemon's user), a file that does not exist, cannot be opened, is not
+    a regular file or is not theirs gets the same answer: the socket must not tell which files exist.
+    """
+    privileged = peer_uid in (0, os.geteuid())
+    unusable = ImageError(
+        f"{path}: not usable: it must be a regular file the daemon can see (under systemd /tmp is private), "
+        f"belonging to your user (uid {peer_uid}) or readable by everyone"
+    )
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
+        if not privileged:
+            raise unusable from None
         raise ImageError(f"{path}: no such file (as the daemon sees it; under systemd /tmp is private)") from None
     except OSError as exc:
+        if not privileged:
+            raise unusable from None
         raise ImageError(f"{path}: the daemon cannot open it: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
+        if not privileged and (info.st_uid != peer_uid and not info.st_mode & stat.S_IROTH):
+            raise unusable
         if not stat.S_ISREG(info.st_mode):
-            raise ImageError(f"{path}: not a regular file")
-        if info.st_uid != peer_uid and not info.st_mode & stat.S_IROTH and peer_uid not in (0, os.geteuid()):
-            raise ImageError(f"{path}: it must belong to your user (uid {peer_uid}) or be readable by everyone")
+            raise unusable if not privileged else ImageError(f"{path}: not a regular file")
         if info.st_size > MAX_IMAGE:
             raise ImageError(f"{path}: {info.st_size} bytes; the limit is {MAX_IMAGE} (scale it down)")
         parts, size = [], 0

@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 YIELD_AFTER_S = 0.002  # a client's lines never hold the event loop longer than this without a pause
 CLOSE_FLUSH_S = 0.5  # time given to deliver a last line before a connection is closed
+RESERVED_SLOTS = 2  # beyond max_clients, for root and the daemon's own user: a full socket never locks them out
+REFUSAL_LOG_EVERY_S = 10.0  # refused connections are logged at most this often (with a count), not each one
 
 
 class ControlServer:
@@ -68,6 +70,8 @@ class ControlServer:
         self._numbers = itertools.count(1)
         self._server: asyncio.AbstractServer | None = None
         self._socket_id: tuple[int, int] | None = None
+        self._refusal_logged_at = -REFUSAL_LOG_EVERY_S
+        self._refused_unlogged = 0
         self._unsubscribe: Callable[[], None] | None = None
         self._connections: set[asyncio.Task[Any]] = set()
         self.tools = ToolBroker(device)
@@ -118,7 +122,7 @@ class ControlServer:
             refusal = self._refusal(peer)
             if refusal is not None:
                 code, message = refusal
-                log.warning("control: refused %s: %s", peer.describe(), message)
+                self._log_refusal(peer, message)
                 writer.write(p.encode(p.error_reply(None, code, message)))
                 await linger(reader, writer, asyncio.get_running_loop().time() + CLOSE_FLUSH_S)
                 return
@@ -156,26 +160,55 @@ class ControlServer:
             log.info("control: client %d disconnected", number)
 
     def _refusal(self, peer: Peer) -> tuple[str, str] | None:
-        allowed = self.settings.allowed_uids
-        if allowed and peer.uid not in allowed and peer.uid not in (0, os.geteuid()):
+        settings = self.settings
+        privileged = peer.uid in (0, os.geteuid())
+        if settings.allowed_uids and peer.uid not in settings.allowed_uids and not privileged:
             return errors.FORBIDDEN, f"uid {peer.uid} is not in [control] allowed_uids of this device"
-        if len(self.clients) >= self.settings.max_clients:
+        if len(self.clients) >= settings.max_clients + (RESERVED_SLOTS if privileged else 0):
             return (
                 errors.TOO_MANY_CLIENTS,
                 f"{len(self.clients)} clients are connected: the limit ([control] max_clients)",
             )
+        mine = sum(1 for client in self.clients.values() if client.peer.uid == peer.uid)
+        if not privileged and mine >= settings.max_clients_per_uid:
+            return (
+                errors.TOO_MANY_CLIENTS,
+                f"uid {peer.uid} holds {mine} connections: the limit for one user ([control] max_clients_per_uid)",
+            )
         return None
+
+    def _log_refusal(self, peer: Peer, message: str) -> None:
+        """A warning for the first refusal, then at most one line every REFUSAL_LOG_EVERY_S with the count:
+        a client in a connect loop must not push the device's own lines out of the journal."""
+        now = asyncio.get_running_loop().time()
+        self._refused_unlogged += 1
+        if now - self._refusal_logged_at >= REFUSAL_LOG_EVERY_S:
+            more = (
+                f" ({self._refused_unlogged - 1} more refused since the last such line)"
+                if self._refused_unlogged > 1
+                else ""
+            )
+            log.warning("control: refused %s: %s%s", peer.describe(), message, more)
+            self._refusal_logged_at, self._refused_unlogged = now, 0
 
     async def _read(self, client: Client, reader: asyncio.StreamReader) -> None:
         """Requests, one line at a time, until the client closes or the connection is being closed."""
         loop = asyncio.get_running_loop()
         splitter = p.LineSplitter()
         paused_at = loop.time()
+        spoke = False  # a connection must say something within first_request_s
         try:
             while not client.outbox.closing:
-                data = await reader.read(READ_BYTES)
+                try:
+                    async with asyncio.timeout(None if spoke else self.settings.first_request_s):
+                        data = await reader.read(READ_BYTES)
+                except TimeoutError:  # connected and silent: it must not hold a slot
+                    wait = self.settings.first_request_s
+                    client.say_goodbye(errors.IDLE, f"no request within {wait:g} s of connecting: closing")
+                    return
                 if not data:
                     return
+                spoke = True
                 for line in splitter.feed(data):
                     await client.outbox.wait_room()
                     if client.outbox.closing:

@@ -24,7 +24,7 @@ import logging
 import numpy as np
 
 from edgevoice.conversation.core import ConversationCore
-from edgevoice.conversation.ports import NotNow
+from edgevoice.conversation.ports import Busy, NotNow
 from edgevoice.conversation.state import LinkState, Phase
 from edgevoice.realtime import server_events as se
 
@@ -160,6 +160,8 @@ class Conversation(ConversationCore):
     def speak(self, text: str) -> None:
         """Make the assistant say `text` as written, after what it is saying now."""
         self._check(microphone=False)
+        if self._link.responses.full:
+            raise Busy("answers already wait to be spoken: wait for them (or `cancel`) before asking for more")
         self._open_conversation()
         self._link.create_response(SAY_EXACTLY + text)
         if self.phase in (Phase.IDLE, Phase.LISTENING) and not self.turn.speech and not self.turn.holding:

@@ -18,6 +18,10 @@ class NotNow(Exception):
     """A request that does not fit the moment (a controller's `stop` while nothing listens, say)."""
 
 
+class Busy(NotNow):
+    """A request refused because too many like it already wait (a controller's `speak` after eight others)."""
+
+
 class Responses(Protocol):
     """The one owner of the response lifecycle (`edgevoice.realtime.responses.ResponseTracker`)."""
 
@@ -27,6 +31,8 @@ class Responses(Protocol):
     def answers_coming(self) -> int: ...
     @property
     def awaiting_tools(self) -> bool: ...
+    @property
+    def full(self) -> bool: ...
     def asked_for(self, response_id: str) -> bool: ...
     def dropped(self, response_id: str) -> bool: ...
 

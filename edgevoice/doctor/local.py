@@ -205,7 +205,7 @@ def check_gpio(ctx: Context) -> Finding:
 
 
 def check_control_socket(ctx: Context) -> Finding:
-    path = Path(CONTROL_SOCKET)
+    path = Path(ctx.config.control.socket if ctx.config is not None else CONTROL_SOCKET)  # where the daemon puts it
     if ctx.service_active and path.exists():
         return Finding("control socket", "pass", f"{path} is served by the running edgevoice")
     if not path.parent.is_dir():

@@ -76,18 +76,20 @@ def check_tls(ctx: Context) -> Finding:
     return Finding("tls", "pass", f"{host}: {version}, certificate valid for {days:.0f} more days")
 
 
-def _key(ctx: Context) -> ApiKey | None:
+def _key(ctx: Context) -> tuple[ApiKey | None, str]:
+    """The key doctor can test with, and, when there is none, the daemon's own reason (e.g. a key file of mode
+    0644, which the daemon refuses) rather than a bare "no API key"."""
     assert ctx.config is not None
     try:
-        return load_api_key(ctx.config.realtime.api_key_file)
-    except CredentialsError:
-        pass
+        return load_api_key(ctx.config.realtime.api_key_file), ""
+    except CredentialsError as exc:
+        reason = str(exc)
     stored = CREDSTORE / CREDENTIAL_NAME  # readable when doctor runs as root, as provision runs it
     if stored.is_file() and os.access(stored, os.R_OK):
         key = stored.read_text(encoding="utf-8").strip()
         if key:
-            return ApiKey(key, f"{stored}")
-    return None
+            return ApiKey(key, f"{stored}"), ""
+    return None, reason
 
 
 async def check_handshake(ctx: Context) -> Finding:
@@ -107,12 +109,12 @@ async def check_handshake(ctx: Context) -> Finding:
                 "realtime", "fail", f"no ephemeral secret: {exc}", "check [realtime] token_url and its service"
             )
     else:
-        key = _key(ctx)
-    if key is None and not loopback:
+        key, reason = _key(ctx)
+    if key is None and (not loopback or ctx.config.realtime.api_key_file):  # (a configured key must work)
         return Finding(
             "realtime",
             "fail",
-            "no API key",
+            f"no usable API key: {reason}" if reason else "no API key",
             "store it: sudo scripts/provision --api-key-file FILE (or /etc/credstore/openai_api_key, mode 0600)",
         )
     source = key.source if key is not None else "none (local emulator)"

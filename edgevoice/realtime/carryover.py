@@ -7,7 +7,8 @@ A session cannot be resumed: after a drop, a rollover or `session_expired` the n
 - the audio of the visitor's turn that the server has not acknowledged yet (bounded by the outage buffer:
   the oldest frames fall out, and the loss is reported once the link is back);
 - a commit the server has not acknowledged;
-- events that had to wait for a session (a typed message, a picture, tool outputs), bounded in count.
+- events that had to wait for a session (a picture, tool outputs), bounded in count and bytes: a request that
+  does not fit is refused (`LinkBusy`); a tool output always fits (the model waits for it).
 
 `hand_over(session)` gives a fresh session all of it, in that order.
 """
@@ -21,18 +22,20 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgevoice.realtime.failures import LinkBusy
 from edgevoice.realtime.history import ConversationHistory
 
 log = logging.getLogger(__name__)
 
 MIN_COMMIT_MS = 100  # the server refuses to commit less audio than this
-MAX_WAITING_EVENTS = 64  # events held for the next session; beyond that the oldest go
+MAX_WAITING_EVENTS = 64  # events held for the next session
+MAX_WAITING_BYTES = 12 * 1024 * 1024  # (a picture's data URL is up to 5.6 MB)
 
 
 class SessionSink(Protocol):
     """The sending side of a session (`RealtimeSession`): never blocks."""
 
-    def send(self, event: dict[str, Any]) -> None: ...
+    def send(self, event: dict[str, Any]) -> bool: ...
     def append_audio(self, frame: np.ndarray) -> None: ...
     def commit_input(self) -> None: ...
 
@@ -46,6 +49,18 @@ class HandOver:
     lost_ms: int  # turn audio that had fallen out of the outage buffer
 
 
+def _size(event: dict[str, Any]) -> int:
+    """Roughly what an event holds in memory: its longest strings (a picture's data URL dominates)."""
+    item = event.get("item")
+    content = item.get("content", []) if isinstance(item, dict) else []
+    parts = [p for p in content if isinstance(p, dict)]
+    return (
+        256
+        + sum(len(str(p.get("image_url", ""))) + len(str(p.get("text", ""))) for p in parts)
+        + len(str(item.get("output", "")) if isinstance(item, dict) else "")
+    )
+
+
 class CarryOver:
     """The state that outlives a session (see the module docstring)."""
 
@@ -56,13 +71,14 @@ class CarryOver:
         self._lost_frames = 0
         self.commit_pending = False
         self._waiting: deque[dict[str, Any]] = deque()
-        self.waiting_dropped = 0
+        self.waiting_bytes = 0
 
     def forget(self) -> None:
         """The conversation is over: the next one starts fresh."""
         self.history.clear()
         self.clear_turn()
         self._waiting.clear()
+        self.waiting_bytes = 0
 
     # ---- the visitor's turn ---------------------------------------------------------------------------
 
@@ -83,12 +99,16 @@ class CarryOver:
 
     # ---- events that wait for a session -----------------------------------------------------------------
 
-    def keep(self, event: dict[str, Any]) -> None:
-        if len(self._waiting) >= MAX_WAITING_EVENTS:
-            self._waiting.popleft()
-            self.waiting_dropped += 1
-            log.warning("%d events waited too long for a session; the oldest was dropped", MAX_WAITING_EVENTS)
+    def keep(self, event: dict[str, Any], *, always: bool = False) -> None:
+        """Hold `event` for the next session; LinkBusy when it does not fit (unless `always`)."""
+        size = _size(event)
+        if not always and (len(self._waiting) >= MAX_WAITING_EVENTS or self.waiting_bytes + size > MAX_WAITING_BYTES):
+            raise LinkBusy(
+                f"{len(self._waiting)} requests ({self.waiting_bytes // 1024} KiB) already wait for the link to the "
+                "server to come back: try again once it is up"
+            )
         self._waiting.append(event)
+        self.waiting_bytes += size
 
     @property
     def waiting(self) -> int:
@@ -111,5 +131,6 @@ class CarryOver:
                 self.commit_pending = False
         while self._waiting:
             session.send(self._waiting.popleft())
+        self.waiting_bytes = 0
         lost_ms, self._lost_frames = self._lost_frames * self.frame_ms, 0
         return HandOver(len(replay), audio_ms, lost_ms)

@@ -49,3 +49,7 @@ def classify_close(code: int | None, reason: str) -> SessionError:
     if code == 1000:
         return SessionError("closed", text, close_code=code)
     return SessionError("network", text, close_code=code)
+
+
+class LinkBusy(Exception):
+    """A request the link cannot take now (its queues are full in events or bytes): try again later."""

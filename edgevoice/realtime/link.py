@@ -76,6 +76,7 @@ class SessionLink:
         self.attempts = 0  # failures in a row
         self.connects = 0
         self.attempt_log: list[tuple[float, str]] = []  # (clock, outcome) of every attempt, for benchmarks
+        self._not_before = 0.0  # no attempt before this (clock): the backoff outlives a disconnect
         self._last_failure = ""
 
     def connect(self) -> None:
@@ -99,6 +100,10 @@ class SessionLink:
                     self._changed.clear()
                     await self._changed.wait()
                     continue
+                wait = self._not_before - self._clock()
+                if wait > 0:  # still in the backoff of the last failure: a new request does not shorten it
+                    await self._pause(wait)
+                    continue
                 error = await self._open()
                 was_up = error is None
                 if error is None:
@@ -116,8 +121,8 @@ class SessionLink:
                 if decision.counts_as_failure:
                     self.attempts += 1
                 self._log_failure(error, decision.delay_s, was_up)
+                self._not_before = self._clock() + decision.delay_s
                 self._owner.link_status(LinkStatus("down", error.message, decision.needs_person, decision.delay_s))
-                await self._pause(decision.delay_s)
         finally:
             await self.close_session()
 
@@ -132,7 +137,8 @@ class SessionLink:
         self._last_failure = error.message
 
     async def _pause(self, seconds: float) -> None:
-        """Sleep before the next attempt; a disconnect ends the pause early (a connect does not)."""
+        """Sleep before the next attempt; a disconnect ends the pause early (a connect does not), but the
+        attempt still waits for the end of the backoff (`_not_before`) when the link is wanted again."""
         if seconds <= 0:
             return
         sleeper = asyncio.ensure_future(self._sleep(seconds))

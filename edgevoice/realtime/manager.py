@@ -29,7 +29,7 @@ from edgevoice.realtime import events as ev
 from edgevoice.realtime import server_events as se
 from edgevoice.realtime.carryover import CarryOver
 from edgevoice.realtime.credentials import SecretSource
-from edgevoice.realtime.failures import SessionError
+from edgevoice.realtime.failures import LinkBusy, SessionError
 from edgevoice.realtime.history import ConversationHistory
 from edgevoice.realtime.link import LinkStatus, SessionLink
 from edgevoice.realtime.responses import ResponseTracker
@@ -107,7 +107,11 @@ class SessionManager:
         self._pump_timer: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.tool_calls = ToolCalls(
-            self.tools, self.carry.history, spawn=self._spawn, send=self._send_or_keep, ask_answer=self.create_response
+            self.tools,
+            self.carry.history,
+            spawn=self._spawn,
+            send=self._send_tool_output,
+            ask_answer=self.create_response,
         )
         self.tools.subscribe(self._tools_changed)
 
@@ -187,8 +191,13 @@ class SessionManager:
         self._pump_responses()
 
     def send_image(self, image_url: str, prompt: str | None = None) -> None:
-        """A picture into the conversation (not replayed after a reconnect: the history keeps text only)."""
-        self._send_or_keep(ev.user_image(image_url, prompt))
+        """A picture into the conversation (not replayed after a reconnect: the history keeps text only).
+        LinkBusy when the link's queues have no room for it (they are bounded in bytes)."""
+        event = ev.user_image(image_url, prompt)
+        if self._session is None:
+            self.carry.keep(event)
+        elif not self._session.send(event):
+            raise LinkBusy("the link to the server is not keeping up with what was sent: try again in a moment")
 
     def cancel_response(self, *, server_cancels: bool = False) -> None:
         """Stop the answer in flight; unless the server cancels it itself, drop the answers still waiting too."""
@@ -211,11 +220,11 @@ class SessionManager:
         if self._session is not None:
             self._session.send(event)
 
-    def _send_or_keep(self, event: dict[str, Any]) -> None:
+    def _send_tool_output(self, event: dict[str, Any]) -> None:
         if self._session is not None:
             self._session.send(event)
         else:
-            self.carry.keep(event)
+            self.carry.keep(event, always=True)  # the model waits for it: never refused
 
     # ---- one response in flight -----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 DROPPED_KEPT = 16  # ids of cancelled responses remembered (their late events are ignored)
+MAX_WAITING = 8  # answers asked for and not yet started; more are refused (`full`): each is a billed response
 
 
 class Stage(Enum):
@@ -72,6 +73,11 @@ class ResponseTracker:
         """The response was requested by us (not started by the server's own turn detection)."""
         f = self.in_flight
         return f is not None and f.response_id == response_id and f.ours
+
+    @property
+    def full(self) -> bool:
+        """As many answers wait as may (`MAX_WAITING`): a controller's next `speak` is refused."""
+        return self.answers_coming >= MAX_WAITING
 
     def dropped(self, response_id: str) -> bool:
         """The response was cancelled: its late audio and its end mean nothing to the visitor."""

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # session.created and item retrievals can exceed websockets' 1 MiB default
 MAX_QUEUED_EVENTS = 1000  # ~20 s of 20 ms audio frames; beyond that the link is not keeping up
+MAX_QUEUED_BYTES = 12 * 1024 * 1024  # two pictures of the control socket's largest, or ~9 min of audio
 
 # Close codes edgevoice itself sends when a server breaks the rules, and what the server did.
 _OUR_REASONS = {1002: "a frame that breaks the WebSocket protocol", 1007: "text that is not UTF-8",
@@ -142,6 +143,7 @@ class RealtimeSession:
         self._closing: asyncio.Future[None] | None = None
         self.session_id = ""
         self.dropped_events = 0
+        self.queued_bytes = 0  # encoded events waiting for the writer
         self.malformed_events = 0
 
     # ---- lifecycle -----------------------------------------------------------------------------------
@@ -268,7 +270,9 @@ class RealtimeSession:
         assert self._ws is not None
         try:
             while True:
-                await self._ws.send(await self._outbox.get())
+                text = await self._outbox.get()
+                await self._ws.send(text)
+                self.queued_bytes -= len(text)
         except ConnectionClosed:
             self._finish(self._close_error())
         except Exception as exc:  # e.g. a socket error mid-write: end the session, never die silently
@@ -301,15 +305,20 @@ class RealtimeSession:
 
     # ---- sending (never waits: the writer task does) --------------------------------------------------
 
-    def send(self, event: dict[str, Any]) -> None:
+    def send(self, event: dict[str, Any]) -> bool:
+        """Queue `event` for the writer; False if it was dropped (the queue is full in events or bytes: the
+        link is not keeping up) or the session is over."""
         if self._closed.done():
-            return
-        if self._outbox.qsize() >= MAX_QUEUED_EVENTS:
+            return False
+        text = events.encode(event)
+        if self._outbox.qsize() >= MAX_QUEUED_EVENTS or self.queued_bytes + len(text) > MAX_QUEUED_BYTES:
             self.dropped_events += 1
             if self.dropped_events % 50 == 1:
                 log.warning("the link is not keeping up; %d events dropped so far", self.dropped_events)
-            return
-        self._outbox.put_nowait(events.encode(event))
+            return False
+        self.queued_bytes += len(text)
+        self._outbox.put_nowait(text)
+        return True
 
     def append_audio(self, frame: np.ndarray) -> None:
         self.send(events.audio_append(frame))

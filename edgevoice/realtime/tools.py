@@ -12,12 +12,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from edgevoice.realtime import events
 from edgevoice.realtime.settings import ToolSettings
+from edgevoice.realtime.tool_schema import schema_problem
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,14 @@ class Tool:
         return events.tool_declaration(self.name, self.description, self.parameters)
 
 
+class NameTaken(ValueError):
+    """A tool of that name is already served by another owner."""
+
+
+class BadSchema(ValueError):
+    """A tool's parameters are not a schema the Realtime API takes (see tool_schema.py)."""
+
+
 class ToolRegistry:
     """The tools declared to the model. Listeners hear about changes (to update a live session)."""
 
@@ -66,10 +77,14 @@ class ToolRegistry:
         self._listeners.append(listener)
 
     def register(self, tool: Tool) -> None:
-        """Add a tool; a name already served by another owner is refused (ValueError)."""
+        """Add a tool; a name already served by another owner is refused (NameTaken), and so is a schema the
+        server would refuse (BadSchema: it would fail the whole session)."""
+        problem = schema_problem(tool.parameters)
+        if problem is not None:
+            raise BadSchema(f"the tool {tool.name!r}: {problem}")
         current = self._tools.get(tool.name)
         if current is not None and current.owner != tool.owner:
-            raise ValueError(f"the tool {tool.name!r} is already served by {current.owner}")
+            raise NameTaken(f"the tool {tool.name!r} is already served by {current.owner}")
         self._tools[tool.name] = tool
         self._changed()
 
@@ -131,11 +146,55 @@ class CommandFailed(Exception):
     `run_tool` hands it to the model as the call's `{"error": ...}` output."""
 
 
+MAX_STDERR_BYTES = 4096  # the end of a failing program's stderr goes into the error output
+PIPE_GRACE_S = 0.5  # after the program exits, how long a child it left may keep its output open
+TOOL_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "TZ", "HOME")  # a tool's environment: nothing else of the daemon's
+
+
+def tool_environment(name: str, call_id: str, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """What a tool program runs with: the daemon's locale and PATH, the call, and no secret (no API key, no
+    credentials directory, no notify socket)."""
+    source = os.environ if environ is None else environ
+    env = {key: source[key] for key in TOOL_ENV_KEEP if key in source}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update(EDGEVOICE_TOOL=name, EDGEVOICE_CALL_ID=call_id)
+    return env
+
+
+async def _read_capped(stream: asyncio.StreamReader | None, cap: int, into: bytearray, *, tail: bool) -> None:
+    """Read `stream` to its end, keeping at most `cap` bytes (the first, or with `tail` the last)."""
+    if stream is None:
+        return
+    while chunk := await stream.read(65536):
+        into += chunk
+        if len(into) > cap:
+            if tail:
+                del into[: len(into) - cap]
+            else:
+                del into[cap:]
+
+
+async def _exited(process: asyncio.subprocess.Process) -> None:
+    """Until the program itself has exited. (Not `process.wait()`: on Python 3.11 that also waits for its
+    pipes to close, which a child it left in the background may hold for as long as it likes.)"""
+    while process.returncode is None:
+        await asyncio.sleep(0.02)
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    """The program and every child it left in its process group."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 def command_tool(settings: ToolSettings) -> Tool:
     """A tool served by a program: the JSON arguments on its stdin, its stdout is the output.
 
-    The program is started directly (no shell), is killed if it outlives the timeout, and a non-zero exit
-    status is an error whose message is the end of its stderr.
+    The program is started directly (no shell) in a process group of its own, with a clean environment
+    (`tool_environment`). Its output is read as it comes and capped (the first `MAX_OUTPUT_CHARS` bytes are
+    kept, the rest is read and dropped). On a timeout the whole group is killed and nothing waits for its pipes;
+    once the program itself has exited, a child it left holding them gets `PIPE_GRACE_S`, then is killed too.
+    A non-zero exit status is an error whose message is the end of its stderr.
     """
 
     async def handler(call_id: str, arguments: str) -> str:
@@ -144,14 +203,34 @@ def command_tool(settings: ToolSettings) -> Tool:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            env=tool_environment(settings.name, call_id),
         )
+        out, err = bytearray(), bytearray()
+        readers = [
+            asyncio.create_task(_read_capped(process.stdout, MAX_OUTPUT_CHARS, out, tail=False)),
+            asyncio.create_task(_read_capped(process.stderr, MAX_STDERR_BYTES, err, tail=True)),
+        ]
         try:
-            out, err = await process.communicate(arguments.encode())
-        except asyncio.CancelledError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+            if process.stdin is not None:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    process.stdin.write(arguments.encode())
+                    await process.stdin.drain()
+                process.stdin.close()
+            await _exited(process)
+            _, lingering = await asyncio.wait(readers, timeout=PIPE_GRACE_S)
+            if lingering:  # a child it left still holds the pipes: the call is over
+                _kill_group(process)
+        except BaseException:  # the timeout (cancelled by run_tool), or the device stopping
+            _kill_group(process)
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(_exited(process), 1.0)  # reaped (SIGKILL is immediate)
             raise
+        finally:
+            with contextlib.suppress(BaseException):  # once the group is dead its pipes end at once
+                await asyncio.wait(readers, timeout=1.0)
+            for reader in readers:
+                reader.cancel()
         if process.returncode != 0:
             tail = err.decode(errors="replace").strip()[-300:]
             raise CommandFailed(f"{settings.command[0]} exited with status {process.returncode}: {tail}")
