@@ -192,7 +192,7 @@ class Daemon:
                 if frame.speech_started:
                     conversation.on_local_speech()
                 if conversation.streaming:
-                    conversation.on_mic_frame(frame.samples)
+                    conversation.on_mic_frame(frame.samples, voiced=frame.voiced)
                 elif not conversation.muted:
                     mic.keep(frame)
         finally:

@@ -28,7 +28,7 @@ from edgevoice.realtime.settings import (
     TurnDetectionSettings,
 )
 from edgevoice.realtime.tools import ToolRegistry
-from edgevoice.realtime.usage import UsageMeter
+from edgevoice.realtime.usage import TurnAudio, UsageMeter
 
 KEY = "sk-harness-" + "Yx9" * 10
 FAST = ReconnectSettings(
@@ -126,12 +126,12 @@ class Managed:
         assert self.manager is not None
         return self.manager
 
-    def talk(self, seconds: float = 0.5) -> None:
-        """A push-to-talk turn: audio, commit, ask for the answer."""
+    def talk(self, seconds: float = 0.5, turn: TurnAudio | None = None) -> None:
+        """A push-to-talk turn: audio, commit, ask for the answer (`turn`: what the conversation says of it)."""
         for frame in tone_frames(seconds):
             self.m.append_audio(frame)
         self.m.commit_input()
-        self.m.create_response()
+        self.m.create_response(turn=turn)
 
     async def until(self, condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
         deadline = time.monotonic() + timeout

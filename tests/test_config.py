@@ -31,6 +31,7 @@ def test_values_are_read_into_nested_sections() -> None:
         input_rate = 16000
         [conversation]
         idle_timeout_s = 30
+        trim_lead_ms = 500
         """,
         "c.toml",
     )
@@ -39,6 +40,7 @@ def test_values_are_read_into_nested_sections() -> None:
     assert config.realtime.turn_detection.threshold == 0.7
     assert config.audio.input_device == 3 and config.audio.output_device == "USB"
     assert config.conversation.idle_timeout_s == 30.0 and isinstance(config.conversation.idle_timeout_s, float)
+    assert config.conversation.trim_lead_ms == 500 and config.conversation.trim_silence  # on by default
 
 
 @pytest.mark.parametrize(
@@ -79,6 +81,9 @@ def test_values_are_read_into_nested_sections() -> None:
         ("[leds]\nmute_pin = 27", r"\[leds\] pin and \[leds\] mute_pin are both 27"),
         ("[leds]\ndriver = 'rgb'", r"\[leds\] driver = 'rgb' needs red_pin, green_pin and blue_pin"),
         ("[leds]\nbrightness = 1.5", r"\[leds\] brightness = 1.5: must be between 0.0 and 1.0"),
+        ("[conversation]\ntrim_lead_ms = 50", r"\[conversation\] trim_lead_ms = 50: must be between 100 and 2000"),
+        ("[conversation]\ntrim_trail_ms = 0.5", r"\[conversation\] trim_trail_ms = 0.5: must be a whole number"),
+        ("[conversation]\ntrim_silence = 'yes'", r"\[conversation\] trim_silence = 'yes': must be true or false"),
         ("buttons = 5", r"buttons = 5: expected tables, one per name: \[buttons.NAME\]"),
         ("[hardware]\nprofile = 5", r"\[hardware\] profile = 5: must be a string"),
         (

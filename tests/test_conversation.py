@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
+import pytest
 
-from edgevoice.audio.preroll import PreRollBuffer
+from edgevoice.audio.preroll import MicFrame, PreRollBuffer
 from edgevoice.conversation.machine import Conversation
 from edgevoice.conversation.settings import ConversationSettings
 from edgevoice.conversation.state import State
 from edgevoice.realtime import server_events as se
 from edgevoice.realtime.responses import ResponseTracker
+from edgevoice.realtime.usage import TurnAudio
 
 FRAME = np.zeros(480, np.int16)
 
@@ -27,6 +30,8 @@ class Recorder:
         self.received = 0.0
         self.item: str | None = None
         self.responses = ResponseTracker()
+        self.audio: list[np.ndarray] = []  # every frame appended, in order
+        self.turns: list[TurnAudio | None] = []  # what each response.create said of the turn it answers
 
     def _pump(self) -> None:
         self.responses.next_request(0.0)
@@ -34,6 +39,7 @@ class Recorder:
     # Uplink
     def append_audio(self, frame: np.ndarray) -> None:
         self.calls.append(("append",))
+        self.audio.append(frame)
 
     def commit_input(self) -> None:
         self.calls.append(("commit",))
@@ -41,9 +47,10 @@ class Recorder:
     def clear_input(self) -> None:
         self.calls.append(("clear",))
 
-    def create_response(self, instructions: str | None = None) -> None:
+    def create_response(self, instructions: str | None = None, *, turn: TurnAudio | None = None) -> None:
         self.calls.append(("response.create",) if instructions is None else ("response.create", instructions))
-        self.responses.want(instructions)
+        self.turns.append(turn)
+        self.responses.want(instructions, turn)
         self._pump()
 
     def send_text(self, text: str) -> None:
@@ -144,12 +151,14 @@ def talk(conv: Conversation, rec: Recorder, frames: int = 10) -> None:
     conv.on_button_released()
 
 
-def mic(conv: Conversation, preroll: PreRollBuffer, clock: Clock) -> None:
+def mic(
+    conv: Conversation, preroll: PreRollBuffer, clock: Clock, frame: np.ndarray = FRAME, voiced: bool = True
+) -> None:
     """A microphone frame, as the daemon hands it on: to the conversation while it streams, else the pre-roll."""
     if conv.streaming:
-        conv.on_mic_frame(FRAME)
+        conv.on_mic_frame(frame, voiced=voiced)
     elif not conv.muted:
-        preroll.add(FRAME, clock.now - 0.02)  # it arrives as it ends
+        preroll.add(MicFrame(clock.now - 0.02, frame, False, voiced))  # it arrives as it ends
 
 
 def states(emitted: list[dict[str, Any]]) -> list[str]:
@@ -492,3 +501,70 @@ def test_push_to_talk_starts_from_the_moment_of_the_press() -> None:
     assert rec.names().count("append") == 12  # exactly the frames since the press, none from before
     mic(conv, preroll, clock)
     assert rec.names().count("append") == 13  # then the stream, and nothing twice
+
+
+# ---- push-to-talk pays for the speech, not the waits around it -----------------------------------------
+
+
+def labelled(i: int) -> np.ndarray:
+    """A frame that says which it is: every sample is `i`."""
+    return np.full(480, i, np.int16)
+
+
+def labels(rec: Recorder) -> list[int]:
+    return [int(frame[0]) for frame in rec.audio]
+
+
+def test_push_to_talk_sends_the_speech_and_its_margins_not_the_waits() -> None:
+    """Press, wait 0.5 s, speak 1 s, wait 0.6 s, let go: the server gets 0.3 s, the speech and 0.4 s."""
+    conv, rec, _, clock = make()
+    preroll = conv.preroll = PreRollBuffer()
+    conv.on_link("up")
+    voiced = [False] * 25 + [True] * 50 + [False] * 30
+    pressed_at = clock.now
+    for i in range(len(voiced)):
+        if i == 13:  # the hold is recognised: the pre-roll gives the frames since the press
+            conv.on_button_pressed(pressed_at=pressed_at)
+            assert rec.audio == []  # nothing said yet: nothing sent
+        clock.now += 0.02
+        mic(conv, preroll, clock, labelled(i), voiced[i])
+    sent_while_held = len(rec.audio)
+    conv.on_button_released()
+    assert len(rec.audio) == sent_while_held, "the release sent more: the commit waited for it"
+    assert rec.names()[-2:] == ["commit", "response.create"]
+    assert labels(rec) == list(range(25 - 15, 75 + 20))  # 300 ms before the speech, 400 ms after it
+    assert rec.turns == [TurnAudio(sent_ms=85 * 20, speech_ms=50 * 20)]
+
+
+def test_a_turn_without_speech_goes_up_whole_at_the_release_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    conv, rec, _, _ = make()
+    conv.on_link("up")
+    conv.on_button_pressed()
+    for i in range(50):
+        conv.on_mic_frame(labelled(i), voiced=False)
+    assert rec.audio == []
+    with caplog.at_level(logging.INFO, logger="edgevoice.conversation.core"):
+        conv.on_button_released()
+    assert labels(rec) == list(range(50)) and rec.names()[-2:] == ["commit", "response.create"]
+    assert rec.turns == [TurnAudio(sent_ms=1000, speech_ms=0)]
+    assert "no speech detected" in caplog.text
+
+
+def test_trimming_can_be_switched_off_and_the_speech_is_still_measured() -> None:
+    conv, rec, _, _ = make(trim_silence=False)
+    conv.on_link("up")
+    conv.on_button_pressed()
+    for i, voiced in enumerate([False] * 25 + [True] * 20 + [False] * 25):
+        conv.on_mic_frame(labelled(i), voiced=voiced)
+        assert len(rec.audio) == i + 1  # each frame at once
+    conv.on_button_released()
+    assert rec.turns == [TurnAudio(sent_ms=70 * 20, speech_ms=20 * 20)]
+
+
+def test_with_a_server_vad_nothing_is_trimmed() -> None:
+    conv, rec, _, _ = make(push_to_talk=False)
+    conv.on_button_pressed()
+    conv.on_link("up")
+    for i in range(30):
+        conv.on_mic_frame(labelled(i), voiced=False)
+    assert labels(rec) == list(range(30))  # the server decides what a turn is

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 
 import numpy as np
 import pytest
@@ -25,6 +26,21 @@ LONG_REPLY = SpokenReply("This is a long answer that goes on.", (Tone(500.0, 1.5
 def uplink_audio(device: Device) -> np.ndarray:
     chunks = [base64.b64decode(e["audio"]) for e in device.sent("input_audio_buffer.append")]
     return np.frombuffer(b"".join(chunks), dtype="<i2")
+
+
+def exact_stretch(sent: np.ndarray, mic: np.ndarray) -> int:
+    """Where in the microphone's signal (resampled 48 -> 24 kHz) the uplink is, sample for sample; fails if the
+    uplink is not one exact stretch of it."""
+    expected = np.clip(np.rint(resample_poly(mic[: 30 * RATE].astype(np.float64), 1, 2)), -32768, 32767).astype(
+        np.int16
+    )
+    j = int(np.flatnonzero(sent)[0])  # align on the first sound (leading silence matches anywhere)
+    probe = sent[j : j + 480]
+    offsets = [i for i in np.flatnonzero(expected == probe[0]) if np.array_equal(expected[i : i + 480], probe)]
+    assert len(offsets) == 1, "the uplink's first sound is not (once) in the microphone's signal"
+    start = offsets[0] - j
+    assert start >= 0 and np.array_equal(sent, expected[start : start + len(sent)])
+    return start
 
 
 def test_push_to_talk_turn_end_to_end(sound_card: VirtualSoundCard) -> None:
@@ -56,16 +72,10 @@ def test_push_to_talk_turn_end_to_end(sound_card: VirtualSoundCard) -> None:
     frames = device.sent("input_audio_buffer.append")
     assert all(len(base64.b64decode(f["audio"])) == 960 for f in frames)
     sent = uplink_audio(device)
-    expected = np.clip(np.rint(resample_poly(mic[: 30 * RATE].astype(np.float64), 1, 2)), -32768, 32767).astype(
-        np.int16
-    )
-    j = int(np.flatnonzero(sent)[0])  # align on the first sound (leading silence matches anywhere)
-    probe = sent[j : j + 480]
-    offsets = [i for i in np.flatnonzero(expected == probe[0]) if np.array_equal(expected[i : i + 480], probe)]
-    assert len(offsets) == 1, "the uplink's first sound is not (once) in the microphone's signal"
-    start = offsets[0] - j
-    assert start >= 0 and np.array_equal(sent, expected[start : start + len(sent)])
-    # The turn starts where the finger went down, though a hold is only recognised 250 ms later.
+    start = exact_stretch(sent, mic)
+    # The turn starts where the finger went down, though a hold is only recognised 250 ms later: the press came
+    # 200 ms before the first word, within the 300 ms kept before speech, so the pre-roll's frames all go up
+    # (and the release 200 ms after the last, within the 400 ms kept after it; trimming: the next test).
     assert abs(start / 24000 - pressed_at[0]) < 0.08, (start / 24000, pressed_at[0])
     assert len(sent) / 24000 > len(speech) / RATE  # the whole phrase went up
     # The answer (the emulator's 440/660/880 Hz tones) came out of the speaker, once, in full.
@@ -82,6 +92,46 @@ def test_push_to_talk_turn_end_to_end(sound_card: VirtualSoundCard) -> None:
     assert ("assistant", "Hello from the edgevoice emulator.") in transcripts
     assert any(role == "user" for role, _ in transcripts)
     assert [e["pattern"] for e in device.of("led")][:3] == ["off", "blink 0.1s on / 0.4s off", "on"]
+
+
+def test_push_to_talk_sends_the_speech_not_the_waits_around_it(sound_card: VirtualSoundCard) -> None:
+    """Press, wait, speak, wait, let go: the server gets the microphone's exact samples from 300 ms before the
+    first word to 400 ms after the last, not the waits, and the usage event says what that cost."""
+    speech = speak("What time is it?")
+    wait_before, wait_after = 0.8, 1.0
+    speech_start = LEAD + wait_before
+    speech_end = speech_start + len(speech) / RATE
+    mic = np.concatenate((silence(speech_start), speech, silence(20)))
+    sound = np.flatnonzero(np.abs(speech) > 30)  # espeak's own output begins and ends with a little silence
+    voice_start, voice_end = speech_start + sound[0] / RATE, speech_start + sound[-1] / RATE
+
+    async def scenario() -> Device:
+        async with Device(sound_card, mic=mic) as device:
+            await device.wait_capture(LEAD)
+            device.press()
+            await device.wait_capture(speech_end + wait_after)
+            device.release()
+            await device.wait_state("idle", after="speaking")
+            await device.until(lambda: device.of("usage"), 5, "the usage event")
+        return device
+
+    device = asyncio.run(scenario())
+    assert device.states == ["idle", "connecting", "listening", "thinking", "speaking", "idle"]
+    sent = uplink_audio(device)
+    start = exact_stretch(sent, mic)  # one stretch of the microphone, sample for sample: the pause is kept whole
+    begin_s, end_s = start / 24000, (start + len(sent)) / 24000
+    # The lead margin (300 ms before the first voiced frame, a frame's rounding either way), not the 0.8 s wait.
+    assert voice_start - 0.34 <= begin_s <= voice_start - 0.26, (begin_s, voice_start)
+    # The trailing margin (400 ms after the frame that holds the last sound, or one more), not the 1 s wait.
+    assert voice_end + 0.38 <= end_s <= voice_end + 0.46, (end_s, voice_end)
+    (usage,) = device.of("usage")
+    sent_ms = len(sent) / 24
+    assert usage["input_audio_s"] == round(sent_ms / 1000, 2)
+    assert abs(usage["speech_s"] - (voice_end - voice_start)) <= 0.12, (usage["speech_s"], voice_end - voice_start)
+    assert usage["session"]["tokens"]["audio_in"] == math.ceil(sent_ms / 100)  # what the server billed
+    assert usage["today"]["input_per_speech"] == round(usage["input_audio_s"] / usage["speech_s"], 2)
+    held_s = speech_end + wait_after - LEAD  # what trimming saved: the press to the release, less what went up
+    assert held_s - sent_ms / 1000 > 1.2, (held_s, sent_ms)
 
 
 def test_server_vad_turn_and_barge_in_by_voice(sound_card: VirtualSoundCard) -> None:

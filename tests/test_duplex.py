@@ -15,6 +15,7 @@ from edgevoice.audio.resample import to_int16
 from edgevoice.audio.settings import AudioSettings
 from edgevoice.audio.vad import LocalVad
 from edgevoice.config import ConfigError, parse_config
+from edgevoice.conversation.trim import SilenceTrimmer
 
 RATE, FRAME = 24000, 480
 
@@ -153,3 +154,27 @@ def test_no_voice_detection_while_the_canceller_learns_then_it_listens_again() -
     assert math.isinf(levels[RATE // FRAME // 2])  # learning, and the device speaks
     assert levels[-1] < 1.0  # a second after it stopped: nothing to distrust any more
     assert fired and fired[0] > 1.0  # heard (it was talking over the learning device and went on after)
+
+
+@pytest.mark.parametrize(("room_dbfs", "voice_dbfs"), [(-50.0, -36.0), (-50.0, -44.0), (-70.0, -30.0)])
+def test_voiced_frames_hold_every_word_and_never_the_quiet_room(room_dbfs: float, voice_dbfs: float) -> None:
+    """The per-frame verdict push-to-talk trims with: with the trimmer's margins, the words all go up (at 6 dB
+    over the room too), the room before and after them does not."""
+    voice = visitor(RATE, voice_dbfs)
+    start = 2 * RATE
+    mic = noise(RATE, 4.0 + voice.size / RATE, dbfs=room_dbfs)
+    mic[start : start + voice.size] += voice
+    mic16, silent = to_int16(mic), np.zeros(FRAME, np.int16)
+    canceller, vad = EchoCanceller(RATE, FRAME), LocalVad(RATE, FRAME)
+    voiced = []
+    for i in range(0, mic16.size - FRAME + 1, FRAME):
+        vad.process(canceller.process(mic16[i : i + FRAME], silent), canceller.echo_level)
+        voiced.append(vad.voiced)
+    words = np.flatnonzero(np.abs(voice) > 0.02 * np.abs(voice).max())
+    first, last = (start + words[0]) // FRAME, (start + words[-1]) // FRAME
+    assert not any(voiced[: first - 1]) and not any(voiced[last + 2 :])  # the room alone is never a voice
+    trimmer = SilenceTrimmer[int](1000 * FRAME // RATE)
+    sent = [f for i, v in enumerate(voiced) for f in trimmer.push(i, v)] + trimmer.finish()
+    assert sent[0] <= first and sent[-1] >= last, "a word was cut"
+    assert sent == list(range(sent[0], sent[-1] + 1))
+    assert len(sent) < len(voiced) - 150  # 3 s of the 4 s of room around the words were not sent

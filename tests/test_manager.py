@@ -20,7 +20,7 @@ from edgevoice.realtime.credentials import StaticSecret
 from edgevoice.realtime.manager import Clockwork, ManagerHooks, SessionManager
 from edgevoice.realtime.settings import RealtimeSettings, ToolSettings, TranscriptionSettings, UsageSettings
 from edgevoice.realtime.tools import Tool, ToolRegistry, command_tool
-from edgevoice.realtime.usage import UsageMeter
+from edgevoice.realtime.usage import TurnAudio, UsageMeter
 from edgevoice.system.logs import quiet_noisy_loggers
 
 PACED = EmulatorSettings(api_key=KEY, realtime_factor=1.0, response_delay_s=0.05, user_transcript="hi")
@@ -418,16 +418,27 @@ def test_usage_is_priced_and_the_daily_budget_refuses_new_conversations(tmp_path
         async with Managed(usage=meter) as h:
             await h.up()
             assert h.m.refusal() is None
-            h.talk()
-            await h.until(lambda: h.done("completed"))
+            h.talk(0.5, TurnAudio(sent_ms=500, speech_ms=400))
+            h.m.create_response("Say: anything else?")  # e.g. a controller's `speak`: no turn asked for it
+            await h.until(lambda: len(h.done("completed")) == 2)
         return h
 
     h = run(scenario)
-    (usage,) = [n for n in h.notices if n["event"] == "usage"]
-    assert usage["usd"] > 0 and usage["today"]["responses"] == 1
+    first, second = [n for n in h.notices if n["event"] == "usage"]
+    assert first["usd"] > 0 and first["today"]["responses"] == 1
+    # The answer to the turn says what the turn sent (and is billed for) against how long the visitor spoke.
+    assert (first["input_audio_s"], first["speech_s"]) == (0.5, 0.4)
+    assert first["session"]["tokens"]["audio_in"] == 5  # the emulator bills 1 token per 100 ms, as the server does
+    assert "input_audio_s" not in second and "speech_s" not in second
+    assert (second["today"]["input_audio_s"], second["today"]["speech_s"], second["today"]["input_per_speech"]) == (
+        0.5,
+        0.4,
+        1.25,
+    )
     assert h.m.refusal() is not None and "daily budget" in h.m.refusal()
     again = UsageMeter(UsageSettings(daily_budget_usd=0.0001, state_dir=str(tmp_path)), "gpt-realtime")
-    assert again.budget_spent  # a restart does not reset the day's spending
+    assert again.budget_spent  # a restart does not reset the day's spending (nor its audio figures)
+    assert again.snapshot()["today"]["input_per_speech"] == 1.25
 
 
 def test_a_long_outage_does_not_hammer_the_server() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edgevoice.realtime.responses import DROPPED_KEPT, MAX_WAITING, ResponseTracker, Stage
+from edgevoice.realtime.usage import TurnAudio
 
 
 def asked(tracker: ResponseTracker, instructions: str | None = None, now: float = 0.0) -> None:
@@ -128,3 +129,25 @@ def test_the_answers_waiting_are_bounded() -> None:
     assert t.full
     t.cancel()
     assert not t.full
+
+
+def test_the_turn_an_answer_was_asked_for_stays_with_it_until_its_done() -> None:
+    t = ResponseTracker()
+    turn = TurnAudio(sent_ms=1700, speech_ms=1000)
+    t.want(None, turn)
+    assert t.next_request(0.0) is not None
+    t.on_refused()  # the server was busy with its own: ours goes again later, with its turn
+    assert t.on_created("theirs") is False and t.turn_of("theirs") is None
+    t.on_done("theirs", called_tools=False, completed=True)
+    assert t.next_request(0.0) is not None
+    t.on_created("r1")
+    assert t.on_link_lost() is None  # never heard: asked again in the next session, with its turn
+    assert t.next_request(0.0) is not None
+    t.on_created("r2")
+    assert t.turn_of("r2") == turn and t.turn_of("r1") is None
+    t.on_done("r2", called_tools=False, completed=True)
+    assert t.turn_of("r2") is None
+    t.want("say: hello")  # an answer no turn asked for
+    t.next_request(0.0)
+    t.on_created("r3")
+    assert t.turn_of("r3") is None

@@ -14,21 +14,14 @@ that nothing is lost by resting. Call `wake_up()` whenever what `needed()` depen
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import NamedTuple
 
 import numpy as np
 
 from edgevoice.audio.duplex import EchoFrontEnd
 from edgevoice.audio.microphone import Microphone
-from edgevoice.audio.preroll import PREROLL_MS, PreRollBuffer
+from edgevoice.audio.preroll import PREROLL_MS, MicFrame, PreRollBuffer
 
-
-class MicFrame(NamedTuple):
-    """One cleaned 24 kHz frame, when it began (monotonic s), and whether a visitor started talking in it."""
-
-    began: float
-    samples: np.ndarray
-    speech_started: bool
+__all__ = ["MicFrame", "MicrophonePath"]
 
 
 class MicrophonePath:
@@ -79,15 +72,18 @@ class MicrophonePath:
                 self._rest()
                 continue
             for began, frame in self.microphone.take():
-                cleaned, speech_started = self.front.process(frame)
-                yield MicFrame(began, cleaned, speech_started)
+                yield self._clean(began, frame)
+
+    def _clean(self, began: float, frame: np.ndarray) -> MicFrame:
+        cleaned, speech_started = self.front.process(frame)
+        return MicFrame(began, cleaned, speech_started, self.front.vad.voiced)
 
     def keep(self, frame: MicFrame) -> None:
         """A frame nobody sent: it may begin the next turn."""
-        self.recent.add(frame.samples, frame.began)
+        self.recent.add(frame)
 
-    def since(self, t: float) -> list[np.ndarray]:
+    def since(self, t: float) -> list[MicFrame]:
         """The cleaned frames that began at or after `t` (within the pre-roll), oldest first."""
         for began, frame in self.microphone.take(newest_s=None if self.active else self._preroll_s):
-            self.recent.add(self.front.process(frame)[0], began)
+            self.recent.add(self._clean(began, frame))
         return list(self.recent.since(t))

@@ -14,6 +14,12 @@ own voice. The speech band of the cleaned signal must clearly exceed two levels:
 Speech counts once it stands above both for `onset_ms`; it ends after `hangover_ms` below. With
 `echo_level` infinite (a closed gate, or no echo control while the device speaks) it never fires.
 
+`voiced` is a second, per-frame verdict for a push-to-talk turn's silence trimming (the conversation's
+`SilenceTrimmer`, which adds the onset and the hangover): the frame stands `_VOICED_RELIEF_DB` below what an
+onset needs, i.e. 6 dB above the noise floor and the echo's leak, and above -66 dBFS. It errs towards voiced:
+a frame called silent may not be sent. With `echo_level` infinite it judges the cleaned frame (what would be
+sent) against the noise floor alone.
+
 Per frame: one FFT of the frame and a few sums.
 """
 
@@ -34,10 +40,12 @@ _LEAK_RISE_DB_PER_S = 10.0
 _LEAK_INITIAL = 1e-3  # -30 dB until it has learnt: a visitor must be louder than the echo at first
 _MIN_ECHO_DBFS = -70.0
 _WARMUP_FRAMES = 5  # an echo level below this is silence: nothing to learn the leak from
+_VOICED_RELIEF_DB = 6.0  # `voiced` needs this much less than an onset: trimming must err towards keeping
 
 
 class LocalVad:
-    """`process(cleaned, echo_level)` per frame; True on the frame where speech starts."""
+    """`process(cleaned, echo_level)` per frame; True on the frame where speech starts. After each frame,
+    `voiced` says whether that frame sounded like a voice (see the module docstring)."""
 
     def __init__(
         self,
@@ -62,6 +70,7 @@ class LocalVad:
         self._noise_rise = 10 ** (_NOISE_RISE_DB_PER_S * frame_ms / 1000 / 10)
         self._noise_margin = 10 ** (noise_margin_db / 10)
         self._echo_margin = 10 ** (echo_margin_db / 10)
+        self._voiced_relief = 10 ** (-_VOICED_RELIEF_DB / 10)
         self._min_level = _power(_MIN_LEVEL_DBFS)
         self._min_echo = _power(_MIN_ECHO_DBFS)
         self._leak = QuantileTracker(
@@ -71,6 +80,7 @@ class LocalVad:
         self.level = 0.0  # speech-band power of the last frame, mean square
         self.threshold = 0.0  # what the last frame had to exceed
         self.speaking = False
+        self.voiced = False  # the last frame sounded like a voice (for trimming silence)
         self._above = 0
         self._below = 0
         self._warmup = _WARMUP_FRAMES
@@ -82,7 +92,7 @@ class LocalVad:
 
     def reset(self) -> None:
         self.noise = 0.0
-        self.speaking = False
+        self.speaking = self.voiced = False
         self._above = self._below = 0
         self._warmup = _WARMUP_FRAMES
         self._leak.reset()
@@ -95,11 +105,13 @@ class LocalVad:
         if math.isinf(echo_level):  # nothing said now can be trusted
             self._above = 0
             self.speaking = False
+            self.voiced = level > self._quiet_room_threshold() * self._voiced_relief
             return False
         if level > 0.0 and (self.noise == 0.0 or level < self.noise):
             self.noise = level  # digital silence (a stream starting) says nothing about the room
         if self._warmup:  # the first frames only set the noise floor
             self._warmup -= 1
+            self.voiced = level > self._quiet_room_threshold() * self._voiced_relief
             return False
         if level > self.noise and not self.speaking and echo_level < self.noise:
             self.noise *= self._noise_rise  # learn the room only while neither the device nor a visitor talks
@@ -107,6 +119,7 @@ class LocalVad:
             self._leak.update((level + 1.0) / echo_level)
         echo = self.leak * echo_level if echo_level > self._min_echo else 0.0
         self.threshold = max(self.noise * self._noise_margin, echo * self._echo_margin, self._min_level)
+        self.voiced = level > self.threshold * self._voiced_relief
         if level > self.threshold:
             self._above += 1
             self._below = 0
@@ -119,6 +132,10 @@ class LocalVad:
         if self.speaking and self._below >= self._hangover_frames:
             self.speaking = False
         return False
+
+    def _quiet_room_threshold(self) -> float:
+        """The onset threshold without the echo's part (none is known, or nothing is echo-free)."""
+        return max(self.noise * self._noise_margin, self._min_level)
 
 
 def _power(dbfs: float) -> float:

@@ -13,9 +13,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from edgevoice.conversation.ports import Link, NoPreRoll, NotNow, NullPlayback, Playback, PreRoll
 from edgevoice.conversation.settings import ConversationSettings
 from edgevoice.conversation.state import Faults, LinkView, Phase, State, Turn
+from edgevoice.conversation.trim import SilenceTrimmer
+from edgevoice.realtime.usage import TurnAudio
 
 log = logging.getLogger(__name__)
 
@@ -172,30 +176,50 @@ class ConversationCore:
             self.report_fault("budget", refusal)
             return
         self._open_conversation()
-        self.turn = Turn(holding=True, speech=self.turn.speech, started_at=self._clock())
+        s = self.settings
+        trim = SilenceTrimmer[np.ndarray](
+            self._frame_ms, lead_ms=s.trim_lead_ms, trail_ms=s.trim_trail_ms, enabled=s.trim_silence
+        )
+        self.turn = Turn(holding=True, speech=self.turn.speech, started_at=self._clock(), trim=trim)
         self._follow_up_until = None
         if self.push_to_talk:
             self._link.clear_input()  # nothing stale may slip into this turn
         if since is not None:  # the audio since the finger went down, from the pre-roll
             for frame in self.preroll.since(max(since, self._unmuted_at)):
-                self._link.append_audio(frame)
-                self.turn.ms += self._frame_ms
+                self._take(frame.samples, frame.voiced)
         self._set_phase(Phase.LISTENING)
+
+    def _take(self, frame: np.ndarray, voiced: bool) -> None:
+        """A frame of the visitor's turn: to the server (in push-to-talk, unless it is silence around the speech)."""
+        for sent in self.turn.trim.push(frame, voiced) if self.push_to_talk else (frame,):
+            self._link.append_audio(sent)
+            self.turn.ms += self._frame_ms
 
     def _end_turn(self) -> None:
         """Push-to-talk: the visitor let go. Commit the turn and ask for the answer."""
-        if self.turn.ms < MIN_TURN_MS:
+        turn = self.turn
+        for frame in turn.trim.finish():
+            self._link.append_audio(frame)
+            turn.ms += self._frame_ms
+        if turn.ms < MIN_TURN_MS:
             self._link.clear_input()
-            message = f"turn too short ({self.turn.ms} ms): hold the button while talking"
+            message = f"turn too short ({turn.ms} ms): hold the button while talking"
             self._emit({"event": "notice", "message": message})
             self._set_phase(Phase.IDLE)
             return
+        held, speech = turn.trim.captured_ms, turn.trim.speech_ms
+        if turn.trim.heard:
+            log.info("turn of %d ms: %d ms of speech, %d ms sent", held, speech, turn.ms)
+        else:
+            # The detector errs towards voice: nothing at all is a visitor it could not hear (far, quiet, a loud
+            # room) more often than an empty turn. The server may still understand them: it gets the whole turn.
+            log.info("turn of %d ms: no speech detected, all %d ms sent", held, turn.ms)
         self._link.commit_input()
-        self._await_answer()
+        self._await_answer(turn=TurnAudio(sent_ms=turn.ms, speech_ms=speech))
 
-    def _await_answer(self, instructions: str | None = None) -> None:
+    def _await_answer(self, instructions: str | None = None, *, turn: TurnAudio | None = None) -> None:
         """Ask for the answer to what the visitor said, and show that it is being thought about."""
-        self._link.create_response(instructions)
+        self._link.create_response(instructions, turn=turn)
         self.turn.ended_at = self._clock()
         self._set_phase(Phase.THINKING)
 

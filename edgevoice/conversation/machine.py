@@ -179,9 +179,14 @@ class Conversation(ConversationCore):
 
     # ---- the microphone ------------------------------------------------------------------------------
 
-    def on_mic_frame(self, frame: np.ndarray) -> None:
-        """A cleaned 24 kHz frame while `streaming` (other frames stay in the pre-roll)."""
+    def on_mic_frame(self, frame: np.ndarray, *, voiced: bool = True) -> None:
+        """A cleaned 24 kHz frame while `streaming` (other frames stay in the pre-roll). `voiced`: the device's
+        voice detector heard a voice in it (push-to-talk trims the silence around the speech; True = unknown,
+        nothing is trimmed)."""
         if not self.streaming:
+            return
+        if self.push_to_talk:
+            self._take(frame, voiced)
             return
         self._link.append_audio(frame)
         if self.phase is Phase.LISTENING:

@@ -3,7 +3,8 @@
 - `Link`: the session manager, seen as a link that never fails (it carries everything across reconnects);
 - `Responses`: the manager's response lifecycle, which the conversation asks instead of keeping its own books;
 - `Playback`: the speaker (which item it plays, how much of it was heard);
-- `PreRoll`: the microphone's recent past, so that a turn starts at the moment of the press.
+- `PreRoll`: the microphone's recent past, so that a turn starts at the moment of the press (its frames
+  are `HeardFrame`s: the samples and the voice detector's verdict on them).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Iterable
 from typing import Protocol
 
 import numpy as np
+
+from edgevoice.realtime.usage import TurnAudio
 
 
 class NotNow(Exception):
@@ -49,7 +52,10 @@ class Link(Protocol):
     def append_audio(self, frame: np.ndarray) -> None: ...
     def commit_input(self) -> None: ...
     def clear_input(self) -> None: ...
-    def create_response(self, instructions: str | None = None) -> None: ...
+    def create_response(self, instructions: str | None = None, *, turn: TurnAudio | None = None) -> None:
+        """Ask for an answer; `turn`: what the visitor's turn it answers sent and said (for the usage event)."""
+        ...
+
     def send_text(self, text: str) -> None: ...
     def send_image(self, image_url: str, prompt: str | None = None) -> None: ...
     def cancel_response(self, *, server_cancels: bool = False) -> None: ...
@@ -88,10 +94,19 @@ class NullPlayback:
         return 0.0
 
 
+class HeardFrame(Protocol):
+    """A cleaned 24 kHz microphone frame and whether the device's voice detector heard a voice in it."""
+
+    @property
+    def samples(self) -> np.ndarray: ...
+    @property
+    def voiced(self) -> bool: ...
+
+
 class PreRoll(Protocol):
     """The microphone's recent past (cleaned 24 kHz frames), kept while nothing is sent."""
 
-    def since(self, t: float) -> Iterable[np.ndarray]:
+    def since(self, t: float) -> Iterable[HeardFrame]:
         """The frames that began at or after monotonic time `t`, oldest first."""
         ...
 
@@ -99,5 +114,5 @@ class PreRoll(Protocol):
 class NoPreRoll:
     """No recent past (a microphone not open yet)."""
 
-    def since(self, t: float) -> Iterable[np.ndarray]:
+    def since(self, t: float) -> Iterable[HeardFrame]:
         return ()

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+from edgevoice.conversation.trim import SilenceTrimmer
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class State(StrEnum):
@@ -90,6 +95,8 @@ class Turn:
 
     holding: bool = False  # push-to-talk: a button (or a controller's `listen`) holds the turn open
     speech: bool = False  # the server's VAD heard speech it has not committed yet
-    ms: int = 0  # audio sent in this turn
+    ms: int = 0  # audio sent in this turn (what the server bills)
+    # Push-to-talk: which frames go up (the silence around the speech does not), how long the speech was.
+    trim: SilenceTrimmer[np.ndarray] = field(default_factory=lambda: SilenceTrimmer(20, enabled=False))
     started_at: float = 0.0
     ended_at: float | None = None  # when the visitor finished: the end-of-speech to first-audio latency

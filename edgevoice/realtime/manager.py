@@ -37,7 +37,7 @@ from edgevoice.realtime.retry import RATE_LIMIT_CODES, retry_after_from_message
 from edgevoice.realtime.settings import RealtimeSettings
 from edgevoice.realtime.tool_calls import ToolCalls
 from edgevoice.realtime.tools import ToolRegistry
-from edgevoice.realtime.usage import UsageMeter
+from edgevoice.realtime.usage import TurnAudio, UsageMeter
 
 if TYPE_CHECKING:
     from edgevoice.realtime.session import RealtimeSession
@@ -185,9 +185,10 @@ class SessionManager:
         if self._session is not None:
             self._session.clear_input()
 
-    def create_response(self, instructions: str | None = None) -> None:
-        """Ask for an answer (sent when no other is in flight); `instructions` for this answer only."""
-        self.responses.want(instructions)
+    def create_response(self, instructions: str | None = None, *, turn: TurnAudio | None = None) -> None:
+        """Ask for an answer (sent when no other is in flight); `instructions` for this answer only; `turn`:
+        the push-to-talk turn it answers, reported with its usage."""
+        self.responses.want(instructions, turn)
         self._pump_responses()
 
     def send_image(self, image_url: str, prompt: str | None = None) -> None:
@@ -283,13 +284,21 @@ class SessionManager:
         self._hooks.on_event(event)
 
     def _response_done(self, done: se.ResponseDone) -> None:
+        turn = self.responses.turn_of(done.response_id)
         self.responses.on_done(
             done.response_id, called_tools=bool(done.function_calls), completed=done.status == "completed"
         )
         if self.usage is not None and done.usage:
-            cost = self.usage.add(done.usage)
+            cost = self.usage.add(done.usage, turn)
+            figures = turn.as_event() if turn is not None else {}
             self._hooks.emit(
-                {"event": "usage", "response_id": done.response_id, "usd": round(cost, 6), **self.usage.snapshot()}
+                {
+                    "event": "usage",
+                    "response_id": done.response_id,
+                    "usd": round(cost, 6),
+                    **figures,
+                    **self.usage.snapshot(),
+                }
             )
         if done.status == "failed":
             self._response_failed(done)

@@ -20,6 +20,8 @@ from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
+from edgevoice.realtime.usage import TurnAudio
+
 DROPPED_KEPT = 16  # ids of cancelled responses remembered (their late events are ignored)
 MAX_WAITING = 8  # answers asked for and not yet started; more are refused (`full`): each is a billed response
 
@@ -39,6 +41,7 @@ class InFlight:
 
     stage: Stage
     instructions: str | None = None  # what it was asked with, to ask again after a lost link
+    turn: TurnAudio | None = None  # the push-to-talk turn it answers (for the usage event)
     response_id: str | None = None
     ours: bool = True  # False: the server started it itself (server VAD)
     audio: bool = False  # some of its audio arrived (the visitor may have heard part of it)
@@ -49,7 +52,7 @@ class ResponseTracker:
     """One response in flight, the answers waiting, and the cancelled ones. See the module docstring."""
 
     def __init__(self) -> None:
-        self._queue: deque[str | None] = deque()  # instructions of answers wanted, not yet requested
+        self._queue: deque[tuple[str | None, TurnAudio | None]] = deque()  # answers wanted, not yet requested
         self.in_flight: InFlight | None = None
         self._dropped: deque[str] = deque(maxlen=DROPPED_KEPT)
         self.awaiting_tools = False  # the last response called tools; their answer comes next
@@ -83,10 +86,15 @@ class ResponseTracker:
         """The response was cancelled: its late audio and its end mean nothing to the visitor."""
         return response_id in self._dropped
 
+    def turn_of(self, response_id: str) -> TurnAudio | None:
+        """The push-to-talk turn the response in flight answers (None: another response, or none)."""
+        f = self.in_flight
+        return f.turn if f is not None and f.response_id == response_id else None
+
     # ---- what the session manager tells it ----------------------------------------------------------
 
-    def want(self, instructions: str | None = None) -> None:
-        self._queue.append(instructions)
+    def want(self, instructions: str | None = None, turn: TurnAudio | None = None) -> None:
+        self._queue.append((instructions, turn))
 
     def next_request(self, now: float) -> InFlight | None:
         """The answer to request now (send `response.create` with its instructions), or None: nothing now.
@@ -95,7 +103,8 @@ class ResponseTracker:
         """
         if not self._queue or self.in_flight is not None or now < self.hold_until:
             return None
-        self.in_flight = InFlight(Stage.ASKED, self._queue.popleft())
+        instructions, turn = self._queue.popleft()
+        self.in_flight = InFlight(Stage.ASKED, instructions, turn)
         return self.in_flight
 
     def wait_s(self, now: float) -> float:
@@ -138,7 +147,7 @@ class ResponseTracker:
         """The server is busy with a response of its own: ours goes again after that one's end."""
         f = self.in_flight
         if f is not None and f.stage is Stage.ASKED:
-            self._queue.appendleft(f.instructions)
+            self._queue.appendleft((f.instructions, f.turn))
             f.stage = Stage.REFUSED
 
     def give_up_waiting(self) -> bool:
@@ -175,7 +184,7 @@ class ResponseTracker:
             return None  # cancelled already: nothing to report, nothing to ask again
         if f.stage is Stage.RUNNING and f.audio:
             return f
-        self._queue.appendleft(f.instructions)
+        self._queue.appendleft((f.instructions, f.turn))
         return None
 
     def on_session_closed(self) -> bool:

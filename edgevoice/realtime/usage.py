@@ -5,6 +5,10 @@ response, cached at a lower rate). The meter prices them with the rates of the m
 (`edgevoice.realtime.models`, overridable in `[[usage.prices]]`), keeps the session's and the day's totals,
 and says when the day's budget is spent. The day's totals are saved in the state directory so a restart does
 not reset the budget.
+
+A push-to-talk turn is billed for all the audio committed, speech or not: the conversation trims the silence
+around the speech and tells, with the answer it asks for, what the turn sent against how long the visitor
+spoke (`TurnAudio`). The meter keeps the day's totals of both, so that an operator sees what pauses cost.
 """
 
 from __future__ import annotations
@@ -50,6 +54,23 @@ class Tokens:
     @property
     def total(self) -> int:
         return sum(getattr(self, f.name) for f in dataclasses.fields(self))
+
+
+@dataclass(frozen=True)
+class TurnAudio:
+    """A push-to-talk turn's audio: what was sent (the server bills it as input) against how long the visitor
+    spoke (from the first to the last voiced frame, pauses between words included; 0 when no speech was found)."""
+
+    sent_ms: int
+    speech_ms: int
+
+    def as_event(self) -> dict[str, float]:
+        """The fields the `usage` event of the answer to this turn carries."""
+        return {"input_audio_s": round(self.sent_ms / 1000, 2), "speech_s": round(self.speech_ms / 1000, 2)}
+
+
+def _ratio(sent_ms: int, speech_ms: int) -> float | None:
+    return round(sent_ms / speech_ms, 2) if speech_ms else None
 
 
 def _int(value: Any) -> int:
@@ -114,15 +135,19 @@ class UsageMeter:
         self.day_tokens = Tokens()
         self.day_cost = 0.0
         self.responses_today = 0
+        self.day_audio = TurnAudio(0, 0)  # today's push-to-talk turns: audio sent, and speech in it
         self._load()
 
     def new_session(self) -> None:
         self.session = Tokens()
         self.session_cost = 0.0
 
-    def add(self, usage: dict[str, Any]) -> float:
-        """Count one response's usage; returns its estimated cost in USD."""
+    def add(self, usage: dict[str, Any], turn: TurnAudio | None = None) -> float:
+        """Count one response's usage (and the push-to-talk turn it answers); returns its estimated cost in USD."""
         self._roll_day()
+        if turn is not None:
+            day = self.day_audio
+            self.day_audio = TurnAudio(day.sent_ms + turn.sent_ms, day.speech_ms + turn.speech_ms)
         tokens = tokens_of(usage)
         cost = tokens.cost(self.price)
         self.session.add(tokens)
@@ -149,6 +174,8 @@ class UsageMeter:
                 "usd": round(self.day_cost, 6),
                 "responses": self.responses_today,
                 "budget_usd": self.settings.daily_budget_usd,
+                **self.day_audio.as_event(),
+                "input_per_speech": _ratio(self.day_audio.sent_ms, self.day_audio.speech_ms),
             },
         }
 
@@ -156,6 +183,7 @@ class UsageMeter:
         today = self._today()
         if today != self.day:
             self.day, self.day_tokens, self.day_cost, self.responses_today = today, Tokens(), 0.0, 0
+            self.day_audio = TurnAudio(0, 0)
 
     def _load(self) -> None:
         if self._state_file is None or not self._state_file.exists():
@@ -166,6 +194,7 @@ class UsageMeter:
                 self.day_tokens = Tokens(**{k: _int(v) for k, v in data.get("tokens", {}).items()})
                 self.day_cost = float(data.get("usd", 0.0))
                 self.responses_today = _int(data.get("responses"))
+                self.day_audio = TurnAudio(_int(data.get("input_audio_ms")), _int(data.get("speech_ms")))
         except (OSError, ValueError, TypeError) as exc:
             log.warning("ignoring unreadable usage file %s: %s", self._state_file, exc)
 
@@ -177,6 +206,8 @@ class UsageMeter:
             "tokens": dataclasses.asdict(self.day_tokens),
             "usd": self.day_cost,
             "responses": self.responses_today,
+            "input_audio_ms": self.day_audio.sent_ms,
+            "speech_ms": self.day_audio.speech_ms,
         }
         try:
             self._state_file.parent.mkdir(parents=True, exist_ok=True)
