@@ -1,10 +1,13 @@
-"""sd_notify and the watchdog against a real NOTIFY_SOCKET (libsystemd sends, a datagram socket receives)."""
+"""sd_notify and the watchdog against a real NOTIFY_SOCKET (a datagram socket receives what the daemon sends)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from notify_socket import NotifySocket
@@ -35,6 +38,27 @@ def test_ready_status_watchdog_stopping_reach_systemd(notify: NotifySocket) -> N
     assert messages[3] == {"EXTEND_TIMEOUT_USEC": "15000000", "STATUS": "waiting for the sound devices"}
     assert messages[4]["RELOADING"] == "1" and int(messages[4]["MONOTONIC_USEC"]) > 0
     assert messages[5]["STOPPING"] == "1"
+
+
+def test_a_notify_socket_nobody_reads_never_blocks_the_sender(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: libsystemd's sd_notify waited for room in the socket's queue, on the event loop; a reader
+    that had stopped reading held the whole device on the next STATUS= (found by bench/soak.py)."""
+    directory = Path(tempfile.mkdtemp(prefix="ev-notify-"))
+    unread = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    unread.bind(str(directory / "notify"))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(directory / "notify"))
+    notifier = Notifier()
+
+    async def flood() -> list[bool]:  # in a thread, so that a blocking send fails the test instead of hanging it
+        return await asyncio.wait_for(
+            asyncio.to_thread(lambda: [notifier.status(f"state {i}") for i in range(2000)]), 10
+        )
+
+    try:
+        sent = asyncio.run(flood())
+    finally:
+        unread.close()
+    assert sent[0] and not sent[-1] and notifier.dropped == sent.count(False) > 0
 
 
 def test_outside_systemd_and_a_vanished_socket_are_harmless(

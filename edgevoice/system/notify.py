@@ -1,7 +1,10 @@
 """Talking to systemd: sd_notify messages and a watchdog that only pings while the device really works.
 
-`Notifier` sends READY=1, STATUS=, WATCHDOG=1, RELOADING=1, STOPPING=1 and EXTEND_TIMEOUT_USEC= through
-libsystemd (`systemd.daemon.notify`). Outside systemd (no NOTIFY_SOCKET) every call is a no-op, and a
+`Notifier` sends READY=1, STATUS=, WATCHDOG=1, RELOADING=1, STOPPING=1 and EXTEND_TIMEOUT_USEC= as the
+sd_notify protocol says: one datagram to $NOTIFY_SOCKET. It sends them itself, never blocking: libsystemd's
+sd_notify waits while the socket's queue is full, and it is called from the event loop (a reader that had
+stopped reading once held the whole device, audio included, on its first STATUS= too many). A message that
+does not fit is dropped and counted. Outside systemd (no NOTIFY_SOCKET) every call is a no-op, and a
 NOTIFY_SOCKET that has gone away (FileNotFoundError, ECONNREFUSED) is logged once and never stops the daemon.
 
 `WatchdogPinger` runs on the event loop and sends WATCHDOG=1 every quarter of the watchdog timeout, but only
@@ -15,15 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 
 log = logging.getLogger(__name__)
 
-try:
-    from systemd.daemon import notify as _sd_notify
-except ImportError:  # not Linux, or systemd-python is not installed: behave as outside systemd
-    _sd_notify = None
 
 LivenessCheck = Callable[[], bool]
 
@@ -59,16 +59,28 @@ class Notifier:
     """sd_notify for this process; silent outside systemd and never raising."""
 
     def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
-        self.enabled = bool(environ.get("NOTIFY_SOCKET")) and _sd_notify is not None
+        path = environ.get("NOTIFY_SOCKET", "")
+        self.enabled = bool(path) and hasattr(socket, "AF_UNIX")
+        self._address = "\0" + path[1:] if path.startswith("@") else path  # "@..." is the abstract namespace
+        self._socket: socket.socket | None = None
         self._failed = False
+        self.dropped = 0  # messages the socket's queue had no room for
         self.last_status = ""
 
     def send(self, *assignments: str) -> bool:
-        """Send `KEY=value` lines in one datagram; True if systemd got them."""
+        """Send `KEY=value` lines in one datagram, never waiting; True if the socket took them."""
         if not self.enabled:
             return False
         try:
-            sent = bool(_sd_notify("\n".join(assignments)))
+            if self._socket is None:
+                self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                self._socket.setblocking(False)
+            sent = self._socket.sendto("\n".join(assignments).encode(), self._address) > 0
+        except BlockingIOError:  # the queue is full (nobody reads it now): drop it, never wait
+            self.dropped += 1
+            if self.dropped in (1, 100) or self.dropped % 1000 == 0:
+                log.warning("systemd's notify socket is not read; %d messages dropped so far", self.dropped)
+            return False
         except OSError as exc:
             if not self._failed:
                 log.warning("cannot notify systemd (NOTIFY_SOCKET): %s; carrying on without it", exc)
