@@ -81,6 +81,7 @@ class Speaker:
 
     def stop(self) -> float:
         """Stop at once (barge-in): drop everything not yet handed to PortAudio; returns the ms dropped."""
+        self.stream.audio_waiting = False
         dropped = self.ring.clear() / self.stream.format.rate * 1000
         dropped += self.buffer.stop(self.ring.total_read) * 1000 / self.rate
         self._resampler.reset()
@@ -116,6 +117,7 @@ class Speaker:
         """The pump: runs until cancelled."""
         while True:
             self._fill()
+            self.stream.audio_waiting = self.buffer.pending > 0  # a dry ring now would be our lateness
             self._announce_started()
             self._announce_levels()
             if self.busy:
