@@ -49,7 +49,7 @@ class Speaker:
         on_level: Callable[[float], None] = lambda level: None,
         rate: int = 24000,
         frame_ms: int = 20,
-        target_ms: int = 60,
+        target_ms: int | None = None,
     ) -> None:
         self.stream = stream
         self.ring = stream.ring
@@ -59,7 +59,8 @@ class Speaker:
         self._resampler = StreamResampler(rate, device_rate)
         self._chunk = rate * frame_ms // 1000
         self._tick = frame_ms / 1000  # while playing: the ring holds target_ms, so a frame's wait is safe
-        self._target = device_rate * target_ms // 1000
+        # Three frames ahead (60 ms at least): the pump sleeps a frame between fills, and may wake a frame late.
+        self._target = device_rate * (target_ms or max(60, 3 * frame_ms)) // 1000
         self._on_started = on_started
         self._on_drained = on_drained
         self._on_level = on_level
