@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -191,11 +192,21 @@ class Process:
             if "READY=1" in message.splitlines():
                 ready_s = time.monotonic() - self.started
                 self._check_log()
+                threading.Thread(target=self._drain_notify, name="rig-notify", daemon=True).start()
                 return ready_s
             if self.process.poll() is not None:
                 raise RigError(f"{self.name} exited ({self.process.returncode}) before READY=1:\n{self.stderr_tail()}")
             if time.monotonic() > deadline:
                 raise RigError(f"{self.name} was not ready within {timeout_s:g} s:\n{self.stderr_tail()}")
+
+    def _drain_notify(self) -> None:
+        """Read what the process tells its NOTIFY_SOCKET from now on (STATUS= per state...), as systemd does: a
+        datagram socket nobody reads fills after a few messages (net.unix.max_dgram_qlen, 10 by default), and then
+        the process's sd_notify blocks, its event loop with it."""
+        self._notify.settimeout(None)
+        with contextlib.suppress(OSError):  # closed by _release
+            while self._notify.recv(4096):
+                pass
 
     def _check_log(self) -> None:
         # A device name is matched as a part of a name: were "ev_mic" missing, "ev_mic_fast" (not paced, a
