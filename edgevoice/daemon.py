@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edgevoice.audio.sound_devices import AudioDeviceError, SoundDevices
+from edgevoice.audio.xruns import XRuns, XRunWatch
 from edgevoice.bus import Event, EventBus, Listener
 from edgevoice.config import Config, button_sections
 from edgevoice.control.server import ControlServer
@@ -78,6 +79,7 @@ class Daemon:
         self._sound_up = asyncio.Event()
         self._sound_started_at = 0.0
         self._echo_tail_s = config.audio.echo_tail_ms / 1000 + ECHO_MARGIN_S
+        self._xrun_watch = XRunWatch()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Hear every device event from now on; returns the function that stops it."""
@@ -93,6 +95,10 @@ class Daemon:
         if self.sound is not None:
             self.sound.speaker.volume = self._volume
         self.bus.publish({"event": "volume", "level": self._volume})
+
+    def xruns(self) -> XRuns | None:
+        """The audio path's overflows and underflows since the sound devices opened (None until they are)."""
+        return self.sound.xruns() if self.sound is not None else None
 
     @property
     def capture_seconds(self) -> float:
@@ -213,6 +219,8 @@ class Daemon:
             await asyncio.sleep(TICK_S)
             if self.conversation is not None:
                 self.conversation.tick()
+            if self.sound is not None and (warning := self._xrun_watch.check(self.sound.xruns(), time.monotonic())):
+                log.warning("%s", warning)
 
     def _open_panel(self, loop: asyncio.AbstractEventLoop) -> None:
         """The buttons and LEDs; failures are logged and the voice keeps working without them."""

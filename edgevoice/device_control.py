@@ -11,6 +11,7 @@ import base64
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from edgevoice.audio.xruns import XRuns
 from edgevoice.control.api import ControlError, EventListener, ToolCallHandler
 from edgevoice.control.args import DeviceCommand
 from edgevoice.control.commands import Cancel, End, Listen, Mute, Say, Speak, Stop, Unmute, Volume
@@ -64,10 +65,16 @@ class DaemonControl:
             },
             "tools": daemon.tools.names(),
             "usage": daemon.usage.snapshot(),
+            "audio": self._audio(),
         }
         if conversation is not None and conversation.reason:
             status["reason"] = conversation.reason
         return status
+
+    def _audio(self) -> dict[str, Any]:
+        """The sound devices: open or not, and their overflows and underflows so far (audio/xruns.py)."""
+        xruns = self._daemon.xruns()
+        return {"open": xruns is not None, **(xruns or XRuns()).as_dict()}
 
     def subscribe_events(self, listener: EventListener) -> Callable[[], None]:
         return self._daemon.subscribe(listener)

@@ -32,6 +32,10 @@ from edgevoice.system.notify import Notifier, WatchdogPinger, watchdog_timeout
 log = logging.getLogger("edgevoice")
 
 START_EXTEND_S = 5.0  # while the sound card is missing at start, extend the start timeout this often
+# PyAudio runs the sound card's callbacks under the GIL. While the event loop computes (start-up, the first
+# connection's imports, the echo canceller), a waiting callback asks for the GIL after this long, not after the
+# default 5 ms, which a slow CPU stretches past the 20 ms of slack the speaker's buffer has (tests/test_slow_cpu.py).
+GIL_SWITCH_S = 0.001
 STATUS_MAX = 200
 
 
@@ -169,5 +173,6 @@ def run_service(config_path: str | None) -> int:
     except ConfigError as exc:
         print(f"edgevoice: configuration error: {exc}", file=sys.stderr)
         return 2
+    sys.setswitchinterval(GIL_SWITCH_S)
     asyncio.run(Service(config, config_path).run())
     return 0

@@ -19,6 +19,7 @@ import pytest
 from conftest import silence, speak
 from device import Device
 
+from edgevoice.audio.xruns import XRuns
 from edgevoice.control.api import ControlError
 from edgevoice.control.client import ControlClient
 from edgevoice.devkit.emulator import FunctionCallReply, SpokenReply, Tone
@@ -85,6 +86,9 @@ def test_a_controller_holds_a_turn_and_follows_it(sound_card: VirtualSoundCard) 
             await asyncio.sleep(0.3)
             status = await robot.client.request("status")
             assert status["state"] == "idle" and status["session"]["up"] and status["conversation"]["active"]
+            audio = status["audio"]  # the sound devices' losses (part of the status since they opened)
+            assert audio["open"] is True and set(audio) == {"open", *XRuns().as_dict()}
+            assert audio["capture_overflows"] == audio["playback_underflows"] == 0
             return robot
 
     device, robot = run({"card": sound_card, "mic": mic}, scenario)

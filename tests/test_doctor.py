@@ -10,14 +10,16 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from busy import hold_the_interpreter
 from conftest import CARD
 
 from edgevoice.config import Config
 from edgevoice.devkit.emulator import EmulatorSettings, RealtimeEmulator
-from edgevoice.devkit.sound_card import MIC_FAST, SPEAKER_FAST
+from edgevoice.devkit.sound_card import MIC, MIC_FAST, SPEAKER, SPEAKER_FAST
 from edgevoice.doctor import Context, Finding, diagnose, local, report
 from edgevoice.hw.profiles import check_board
 from edgevoice.hw.settings import HardwareSettings
@@ -30,10 +32,10 @@ def tone(seconds: float = 3.0, amplitude: int = 3000) -> np.ndarray:
     return (np.sin(2 * np.pi * 440 * np.arange(int(RATE * seconds)) / RATE) * amplitude).astype(np.int16)
 
 
-def write_config(path: Path, url: str, input_device: str = MIC_FAST) -> str:
+def write_config(path: Path, url: str, input_device: str = MIC_FAST, output_device: str = SPEAKER_FAST) -> str:
     path.write_text(
         f'[realtime]\nurl = "{url}"\n'
-        f'[audio]\ninput_device = "{input_device}"\noutput_device = "{SPEAKER_FAST}"\ninput_rate = {RATE}\n'
+        f'[audio]\ninput_device = "{input_device}"\noutput_device = "{output_device}"\ninput_rate = {RATE}\n'
         '[hardware]\npin_factory = "mock"\n'
     )
     return str(path)
@@ -64,6 +66,7 @@ def test_a_working_device_passes_and_loopback_skips_dns_and_tls(tmp_path: Path) 
     found = run_checks(str(tmp_path / "config.toml"), EmulatorSettings(api_key=KEY), KEY)
     assert found["config"].status == "pass"
     assert found["audio"].status == "pass" and f"{MIC_FAST!r} at 48000 Hz" in found["audio"].detail
+    assert "no overflow or underflow in 1.0 s of capture and playback together" in found["audio"].detail
     assert found["microphone"].status == "pass" and "peak -21 dBFS" in found["microphone"].detail
     assert found["gpio"].status == "warn" and "mock pins" in found["gpio"].detail
     assert found["dns"].detail.startswith("skipped: loopback") and found["tls"].detail.startswith("skipped: loopback")
@@ -114,6 +117,35 @@ def test_the_control_socket_check_looks_where_the_configuration_puts_it(tmp_path
     (tmp_path / "ctl").mkdir()
     _, found = asyncio.run(diagnose(Context(str(config)), only={"config", "control socket"}))
     assert found.status == "pass" and str(tmp_path / "ctl") in found.detail
+
+
+def test_the_audio_check_runs_both_streams_in_real_time_and_warns_of_a_card_served_too_late(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    CARD.write_mic(tone(), fast=False)
+    path = write_config(tmp_path / "config.toml", "ws://127.0.0.1:9/v1/realtime", MIC, SPEAKER)  # paced devices
+
+    def audio_check() -> Finding:
+        config, audio = asyncio.run(diagnose(Context(path), only={"config", "audio"}))
+        assert config.status == "pass"
+        return audio
+
+    healthy = audio_check()
+    assert healthy.status == "pass" and "no overflow or underflow in 1.0 s" in healthy.detail
+
+    def busy_run(*args: Any) -> local.DuplexRun:
+        busy = hold_the_interpreter(after_s=0.2, seconds=0.6)  # a CPU too busy, in the middle of the run
+        try:
+            return real_run(*args)
+        finally:
+            busy.join()
+
+    real_run = local.run_duplex
+    monkeypatch.setattr(local, "run_duplex", busy_run)
+    late = audio_check()
+    assert late.status == "warn" and "underflow(s)" in late.detail and "overflow(s)" in late.detail
+    assert " 0 playback underflow(s)" not in late.detail  # the speaker ran out while the callbacks were held up
+    assert "stop what else uses the CPU" in late.fix and "USB port" in late.fix
 
 
 def test_the_hardware_profile_is_checked_against_the_sound_cards(

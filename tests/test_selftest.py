@@ -13,17 +13,21 @@ import struct
 import threading
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from busy import hold_the_interpreter
 from conftest import CARD
 from gpiozero.pins.mock import MockFactory
 from scipy.signal import lfilter
 
+import edgevoice.selftest
 from edgevoice.config import parse_config
-from edgevoice.devkit.sound_card import MIC_FAST, SPEAKER_FAST
+from edgevoice.devkit.sound_card import MIC, MIC_FAST, SPEAKER, SPEAKER_FAST
 from edgevoice.selftest import selftest
 from edgevoice.selftest.echo import EchoPath, measurement_signal
+from edgevoice.selftest.playrec import PlayRecord
 
 RATE = 48000
 DELAY = 517  # samples: 10.8 ms of output + acoustic + input latency
@@ -80,6 +84,7 @@ def test_selftest_measures_the_echo_path_walks_the_led_and_feels_the_button(tmp_
     assert np.max(np.abs(np.delete(ir, [direct + k + d for k in ROOM for d in range(-24, 25)]))) < 0.03 * ir[direct]
     saved = EchoPath.load(tmp_path / "echo_path.json")
     assert saved.delay_samples == DELAY and saved.rate == RATE and len(saved.impulse_response) == len(ir)
+    assert any(line.startswith("audio: no overflow or underflow in ") for line in report.lines)
     assert any(line.startswith("LED walked through: idle (off), connecting (blink") for line in report.lines)
     assert any(line.startswith("button: pressed after") for line in report.lines)
     image = read_png(tmp_path / "echo.png")
@@ -97,3 +102,25 @@ def test_a_deaf_microphone_fails_and_saves_nothing(tmp_path: Path, gain: float, 
     report = selftest(no_led, state_dir=tmp_path, button_timeout_s=0, pin_factory=MockFactory())
     assert len(report.failures) == 1 and expected in report.failures[0]
     assert not (tmp_path / "echo_path.json").exists()
+
+
+def test_a_sound_card_served_too_late_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    CARD.write_mic(np.zeros(RATE * 5, np.int16))
+    paced = CONFIG.replace(
+        audio=dataclasses.replace(CONFIG.audio, input_device=MIC, output_device=SPEAKER),
+        leds=dataclasses.replace(CONFIG.leds, enabled=False),
+    )
+
+    def busy_play_and_record(*args: Any) -> PlayRecord:
+        busy = hold_the_interpreter(after_s=0.5, seconds=0.6)  # a CPU too busy, in the middle of the sweep
+        try:
+            return real(*args)
+        finally:
+            busy.join()
+
+    real = edgevoice.selftest.play_and_record
+    monkeypatch.setattr(edgevoice.selftest, "play_and_record", busy_play_and_record)
+    report = selftest(paced, state_dir=tmp_path, button_timeout_s=0, pin_factory=MockFactory())
+    (warning,) = [line for line in report.lines if line.startswith("WARN audio:")]
+    assert "output underflow(s)" in warning and " 0 output underflow(s)" not in warning
+    assert "served too late" in warning and "USB port" in warning

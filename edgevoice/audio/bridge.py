@@ -89,6 +89,7 @@ class CaptureStream:
         self.last_callback = 0.0  # monotonic time of the last callback: the watchdog's proof of life
         self.delivered = 0  # buffers PortAudio delivered
         self.overflows = 0  # buffers PortAudio reported as having lost input (the callback came too late)
+        self.missed = 0  # buffers lost while `wanted`: the loop fell `ring_seconds` behind (see `dropped`)
         self._named = False
         self._stream = open_stream(pa, fmt, frames_per_buffer, self._callback, input=True)
 
@@ -100,7 +101,8 @@ class CaptureStream:
             self.overflows += 1
         if in_data is None:
             return None, pyaudio.paContinue
-        self.buffers.put(in_data)
+        if self.buffers.put(in_data) and self.wanted:
+            self.missed += 1
         self.delivered += 1
         if self.wanted and self.delivered % self.batch == 0:
             try:
@@ -111,7 +113,8 @@ class CaptureStream:
 
     @property
     def dropped(self) -> int:
-        """Buffers the loop was too slow (or did not want) to read before newer ones pushed them out."""
+        """Buffers the loop was too slow (or did not want) to read before newer ones pushed them out (at rest the
+        hand-over only keeps the last seconds, so this grows by design; `missed` counts only the losses)."""
         return self.buffers.lost
 
     def start(self) -> None:
@@ -156,6 +159,11 @@ class PlaybackStream:
         self._silence = self._out.tobytes()
         self.last_callback = 0.0
         self.underflows = 0  # buffers PortAudio reported as played too late (the speaker heard a gap)
+        # Set by the Speaker's pump: more of the answer waits to be handed over. A buffer the ring cannot fill
+        # meanwhile is a gap the loop caused (the pump came late), counted in `gaps`; when nothing waits the
+        # answer has ended, or its audio is late over the network: not the device's doing.
+        self.audio_waiting = False
+        self.gaps = 0
         self._named = False
         self._stream = open_stream(pa, fmt, frames_per_buffer, self._callback, input=False)
 
@@ -176,9 +184,12 @@ class PlaybackStream:
         ring = self.ring
         if frame_count == len(self._out) and ring.total_written == ring.total_read:
             data = self._silence  # nothing to play: no numpy, no lock
+            if self.audio_waiting:
+                self.gaps += 1
         else:
             out = self._out if frame_count == len(self._out) else np.zeros((frame_count, ring.channels), ring.dtype)
-            ring.read_into(out)
+            if ring.read_into(out) < frame_count and self.audio_waiting:
+                self.gaps += 1
             data = out.tobytes()
         if self.tap is not None:
             self.tap.put(data)

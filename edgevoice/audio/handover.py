@@ -24,11 +24,13 @@ class Handover:
         self._buffers: deque[bytes] = deque(maxlen=self.max_buffers)
         self.lost = 0  # buffers that fell out unread
 
-    def put(self, data: bytes) -> None:
-        """The writer's side (the callback): never blocks, never fails."""
-        if len(self._buffers) == self.max_buffers:
+    def put(self, data: bytes) -> bool:
+        """The writer's side (the callback): never blocks, never fails. True when the oldest buffer fell out."""
+        full = len(self._buffers) == self.max_buffers
+        if full:
             self.lost += 1
         self._buffers.append(data)
+        return full
 
     @property
     def available(self) -> int:

@@ -19,6 +19,7 @@ from edgevoice.audio.mic_path import MicrophonePath
 from edgevoice.audio.microphone import Microphone
 from edgevoice.audio.settings import AudioSettings
 from edgevoice.audio.speaker import Speaker
+from edgevoice.audio.xruns import XRuns
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,11 @@ class SoundDevices:
     def captured_seconds(self) -> float:
         """Seconds of microphone audio captured so far."""
         return self.capture.delivered * self.capture.frames_per_buffer / self.capture.format.rate
+
+    def xruns(self) -> XRuns:
+        """The audio path's overflows and underflows so far (cheap: four counters; read it from a timer)."""
+        capture, playback = self.capture, self.playback
+        return XRuns(capture.overflows, capture.missed, playback.underflows, playback.gaps)
 
     def start(self) -> None:
         self.playback.start()

@@ -51,7 +51,7 @@ class Speaker:
         on_level: Callable[[float], None] = lambda level: None,
         rate: int = 24000,
         frame_ms: int = 20,
-        target_ms: int = 60,
+        target_ms: int | None = None,
     ) -> None:
         self.stream = stream
         self.ring = stream.ring
@@ -61,7 +61,8 @@ class Speaker:
         self._resampler = StreamResampler(rate, device_rate)
         self._chunk = rate * frame_ms // 1000
         self._tick = frame_ms / 1000  # while playing: the ring holds target_ms, so a frame's wait is safe
-        self._target = device_rate * target_ms // 1000
+        # Three frames ahead (60 ms at least): the pump sleeps a frame between fills, and may wake a frame late.
+        self._target = device_rate * (target_ms or max(60, 3 * frame_ms)) // 1000
         self._on_started = on_started
         self._on_drained = on_drained
         self._on_level = on_level
@@ -83,6 +84,7 @@ class Speaker:
 
     def stop(self) -> float:
         """Stop at once (barge-in): drop everything not yet handed to PortAudio; returns the ms dropped."""
+        self.stream.audio_waiting = False
         dropped = self.ring.clear() / self.stream.format.rate * 1000
         dropped += self.buffer.stop(self.ring.total_read) * 1000 / self.rate
         self._resampler.reset()
@@ -118,6 +120,7 @@ class Speaker:
         """The pump: runs until cancelled."""
         while True:
             self._fill()
+            self.stream.audio_waiting = self.buffer.pending > 0  # a dry ring now would be our lateness
             self._announce_started()
             self._announce_levels()
             if self.busy:

@@ -5,6 +5,8 @@
     sound_card    a virtual sound card: a scripted microphone and a recording speaker through the real
                   PyAudio -> PortAudio -> ALSA path (the tests' and the demo's hardware)
     demo          `edgevoice demo`: the whole device against both, on any Linux machine
+    rig           `edgevoice run` in a process of its own on the virtual card, optionally under a CPU quota that
+                  emulates a Pi-class core (the slow-CPU tests and the benchmarks)
 
 Nothing here is part of the device: `edgevoice run` never imports this package.
 """

@@ -6,9 +6,12 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyaudio
@@ -30,6 +33,7 @@ from edgevoice.hw.profiles import check_board
 CONTROL_SOCKET = "/run/edgevoice/control.sock"
 SILENT_PEAK = 33  # int16 peak below -60 dBFS: nothing is reaching the microphone
 CLIPPED_FRACTION = 0.01  # more than 1 % of samples at full scale
+DUPLEX_S = 1.0  # how long the audio check runs the microphone and the speaker together
 
 # A board check for `[hardware] profile`: called with the profile's name, returns a problem or None.
 # edgevoice.hw.profiles.check_board; tests may set another.
@@ -101,29 +105,80 @@ def _open(pa: pyaudio.PyAudio, fmt: StreamFormat, *, input: bool) -> pyaudio.Str
     return open_stream(pa, fmt, fmt.rate // 50, input=input)
 
 
+@dataclass
+class DuplexRun:
+    """What PortAudio reported while the microphone and the speaker ran together (its status flags)."""
+
+    captured: int = 0  # capture callbacks
+    played: int = 0  # playback callbacks
+    overflows: int = 0  # capture callbacks flagged paInputOverflow: input was lost
+    underflows: int = 0  # playback callbacks flagged paOutputUnderflow: the speaker ran out
+
+
+def run_duplex(pa: pyaudio.PyAudio, mic: StreamFormat, spk: StreamFormat, seconds: float) -> DuplexRun:
+    """Capture and play silence together for `seconds`, in callback mode with 20 ms buffers, as the daemon
+    does; counts the callbacks and the overflow and underflow flags PortAudio sets on them."""
+    run = DuplexRun()
+    frames = spk.rate // 50
+    silence = b"\0" * spk.width * spk.channels * frames
+
+    def on_capture(in_data: bytes | None, count: int, time_info: Any, status: int) -> tuple[None, int]:
+        run.captured += 1
+        run.overflows += bool(status & pyaudio.paInputOverflow)
+        return None, pyaudio.paContinue
+
+    def on_playback(in_data: bytes | None, count: int, time_info: Any, status: int) -> tuple[bytes, int]:
+        run.played += 1
+        run.underflows += bool(status & pyaudio.paOutputUnderflow)
+        return (silence if count == frames else b"\0" * spk.width * spk.channels * count), pyaudio.paContinue
+
+    playback = open_stream(pa, spk, frames, on_playback, input=False)
+    try:
+        capture = open_stream(pa, mic, mic.rate // 50, on_capture, input=True)
+        try:
+            playback.start_stream()
+            capture.start_stream()
+            threading.Event().wait(seconds)  # the callbacks run on PortAudio's threads meanwhile
+        finally:
+            capture.close()
+    finally:
+        playback.close()
+    return run
+
+
 def check_audio_devices(ctx: Context) -> Finding:
     if (skip := _needs_config(ctx, "audio")) is not None:
         return skip
     pa = open_portaudio()
     try:
         mic, spk = _formats(ctx, pa)
-        for fmt, is_input in ((mic, True), (spk, False)):
-            stream = _open(pa, fmt, input=is_input)
-            if not is_input:
-                stream.write(b"\0" * fmt.width * fmt.channels * (fmt.rate // 10))
-            stream.close()
+        run = run_duplex(pa, mic, spk, DUPLEX_S)
     except AudioDeviceError as exc:
         return Finding("audio", "fail", str(exc), "set [audio] input_device / output_device (see `edgevoice devices`)")
     except OSError as exc:
         return Finding("audio", "fail", f"opening the sound devices failed: {exc}", "is another program using them?")
     finally:
         pa.terminate()
-    return Finding(
-        "audio",
-        "pass",
+    devices = (
         f"microphone {mic.device.name!r} at {mic.rate} Hz x{mic.channels}, "
-        f"speaker {spk.device.name!r} at {spk.rate} Hz x{spk.channels}",
+        f"speaker {spk.device.name!r} at {spk.rate} Hz x{spk.channels}"
     )
+    together = f"{DUPLEX_S:.1f} s of capture and playback together"
+    if not (run.captured and run.played):
+        silent = "the microphone" if not run.captured else "the speaker"
+        return Finding(
+            "audio", "fail", f"{devices}; {silent} delivered no buffer in {together}", "is the sound card hung?"
+        )
+    if run.overflows or run.underflows:
+        return Finding(
+            "audio",
+            "warn",
+            f"{devices}; {run.overflows} capture overflow(s) in {run.captured} buffers and {run.underflows} playback "
+            f"underflow(s) in {run.played} buffers in {together}",
+            "the sound card was served too late: stop what else uses the CPU (see `top`) or try another USB port "
+            "or card; heard as clicks, and speech sent cut short",
+        )
+    return Finding("audio", "pass", f"{devices}; no overflow or underflow in {together}")
 
 
 def check_microphone(ctx: Context) -> Finding:

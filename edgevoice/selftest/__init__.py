@@ -3,7 +3,8 @@
 1. Echo path: a sweep is played on the speaker and recorded on the microphone in one duplex stream; the
    delay and the impulse response (see `echo`) are printed and saved to the state directory, a record for an
    installer (the canceller learns its own alignment). `--plot PATH` also writes a PNG of the recording and the
-   response.
+   response. PortAudio's overflow and underflow flags during it are counted and reported (none on a healthy
+   device).
 2. LED: every device state's pattern is shown in turn (half a second each).
 3. Button: waits (with a timeout) for one press.
 The devices must be free: stop the service first (`systemctl stop edgevoice`).
@@ -26,7 +27,7 @@ from edgevoice.hw.gpio import HardwareError, explain_gpio_error, make_pin_factor
 from edgevoice.hw.led_drivers import open_driver
 from edgevoice.hw.leds import LOOKS, LedShow
 from edgevoice.selftest.echo import EchoPath, measure, measurement_signal
-from edgevoice.selftest.playrec import duplex_format, play_and_record
+from edgevoice.selftest.playrec import PlayRecord, duplex_format, play_and_record
 from edgevoice.selftest.png import plot_measurement
 
 MIN_SNR_DB = 25.0  # pure noise deconvolves to a peak ~14 dB over its own floor
@@ -69,12 +70,13 @@ def check_echo_path(config: Config, report: SelftestReport, state_dir: Path, plo
         channels = tuple(dict.fromkeys(c for c in (audio.input_channels, 1, 2) if c))
         rate, n_channels = duplex_format(pa, mic, spk, preferred, channels)
         played = measurement_signal(rate)
-        recorded = play_and_record(pa, mic, spk, rate, n_channels, played, min(audio.input_channel, n_channels - 1))
+        take = play_and_record(pa, mic, spk, rate, n_channels, played, min(audio.input_channel, n_channels - 1))
     except (AudioDeviceError, OSError) as exc:
         report.fail(f"echo path: {exc}")
         return
     finally:
         pa.terminate()
+    recorded = take.recorded
     echo = measure(played, recorded, rate, devices=(mic.name, spk.name))
     report.echo = echo
     peak = int(np.abs(recorded.astype(np.int32)).max())
@@ -82,6 +84,7 @@ def check_echo_path(config: Config, report: SelftestReport, state_dir: Path, plo
         f"echo path: delay {echo.delay_ms:.1f} ms ({echo.delay_samples} samples at {rate} Hz), "
         f"gain {echo.gain_db:.1f} dB, SNR {echo.snr_db:.0f} dB, microphone peak {peak}"
     )
+    report_xruns(report, take)
     if peak == 0:
         report.fail("the microphone recorded digital silence: is it muted (alsamixer) or the wrong device?")
     elif echo.snr_db < MIN_SNR_DB:
@@ -98,6 +101,18 @@ def check_echo_path(config: Config, report: SelftestReport, state_dir: Path, plo
     if plot:
         plot_measurement(Path(plot), recorded, np.asarray(echo.impulse_response))
         report.say(f"plot written to {plot}")
+
+
+def report_xruns(report: SelftestReport, take: PlayRecord) -> None:
+    """PortAudio's overflow and underflow flags during the play-and-record: none on a healthy device."""
+    if not (take.overflows or take.underflows):
+        report.say(f"audio: no overflow or underflow in {take.buffers} buffers")
+        return
+    report.say(
+        f"WARN audio: {take.overflows} input overflow(s) and {take.underflows} output underflow(s) in "
+        f"{take.buffers} buffers: the sound card was served too late (the measurement may be off). Stop what "
+        "else uses the CPU (see `top`), or try another USB port or card"
+    )
 
 
 def check_led_and_button(

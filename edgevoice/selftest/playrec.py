@@ -9,6 +9,7 @@ rate and one channel count for both sides; `duplex_format` finds them.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,16 @@ def duplex_format(
     )
 
 
+@dataclass
+class PlayRecord:
+    """The recording (int16, one sample per sample played) and the status flags PortAudio set meanwhile."""
+
+    recorded: np.ndarray
+    buffers: int = 0  # callbacks
+    overflows: int = 0  # buffers flagged paInputOverflow: input was lost, the recording has a hole
+    underflows: int = 0  # buffers flagged paOutputUnderflow: the speaker ran out, the signal played has a gap
+
+
 def play_and_record(
     pa: pyaudio.PyAudio,
     mic: DeviceInfo,
@@ -57,15 +68,19 @@ def play_and_record(
     signal: np.ndarray,
     input_channel: int = 0,
     timeout_s: float = 30.0,
-) -> np.ndarray:
+) -> PlayRecord:
     """Play `signal` (float, mono, in [-1, 1]) on every output channel; the same number of input samples."""
     out = np.repeat(np.clip(np.rint(signal * 32767), -32768, 32767).astype(np.int16)[:, None], channels, axis=1)
-    recorded = np.zeros(len(signal), np.int16)
+    take = PlayRecord(np.zeros(len(signal), np.int16))
+    recorded = take.recorded
     done = threading.Event()
     position = 0
 
     def callback(in_data: bytes | None, frames: int, time_info: Any, status: int) -> tuple[bytes, int]:
         nonlocal position
+        take.buffers += 1
+        take.overflows += bool(status & pyaudio.paInputOverflow)
+        take.underflows += bool(status & pyaudio.paOutputUnderflow)
         end = min(position + frames, len(signal))
         if in_data is not None:
             block = np.frombuffer(in_data, dtype="<i2").reshape(-1, channels)[: end - position, input_channel]
@@ -96,4 +111,4 @@ def play_and_record(
     finally:
         stream.stop_stream()
         stream.close()
-    return recorded
+    return take
