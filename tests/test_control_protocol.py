@@ -129,17 +129,19 @@ def test_the_table_names_each_command_once_with_a_summary_and_who_runs_it() -> N
         Say("hi").text = "bye"  # type: ignore[misc]
 
 
-def doc_table(heading: str) -> list[list[str]]:
-    """The backquoted names in the first column of the table under `## heading` of control-protocol.md."""
+def doc_table(heading: str, first_column: str) -> list[list[str]]:
+    """The backquoted names in the first column of the table headed `| first_column |` under `## heading` of
+    control-protocol.md (a section may hold other tables)."""
     section = DOC.read_text().split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    table = section.split(f"\n| {first_column} |", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
     return [re.findall(r"`([^`]+)`", row) for row in rows]
 
 
 def test_the_docs_list_every_command_and_every_error_code() -> None:
-    documented = [name for row in doc_table("Commands") for name in row]
+    documented = [name for row in doc_table("Commands", "command") for name in row]
     assert sorted(documented) == sorted(COMMANDS)  # each once (the docs group them by topic)
-    assert [code for row in doc_table("Errors") for code in row] == list(errors.ERROR_CODES)
+    assert [code for row in doc_table("Errors", "code") for code in row] == list(errors.ERROR_CODES)
 
 
 @pytest.mark.parametrize(
