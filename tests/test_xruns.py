@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from busy import hold_the_interpreter
 from conftest import silence
 from device import Device
 
@@ -147,3 +148,32 @@ def test_the_daemon_shows_its_losses_in_status_and_warns_once_a_minute(sound_car
     warnings = [line for line in device.log.lines if line.startswith("edgevoice.daemon: audio:")]
     assert len(warnings) == 1, warnings
     assert f"{first['playback_gaps']} playback gap" in warnings[0] and "the daemon fell behind" in warnings[0]
+
+
+def test_a_late_buffer_of_silence_between_answers_is_no_underflow_and_one_of_an_answer_is(
+    sound_card: VirtualSoundCard,
+) -> None:
+    sound_card.write_mic(silence(30))
+    tone = (3000 * np.sin(2 * np.pi * 440 * np.arange(48000) / 24000)).astype(np.int16)  # 2 s
+
+    async def scenario() -> tuple[int, int, int, int]:
+        sound = open_sound(MIC, SPEAKER)  # paced in real time
+        sound.start()
+        pump = asyncio.create_task(sound.speaker.run())
+        try:
+            await asyncio.sleep(0.3)
+            hold_the_interpreter(after_s=0.0, seconds=0.5).join()  # at rest: the card plays silence late
+            await asyncio.sleep(0.3)
+            at_rest = (sound.playback.underflows, sound.playback.silent_underflows)
+            sound.speaker.push("item_a", tone)
+            await until(lambda: sound.speaker.played_ms("item_a") > 300, "the answer to play")
+            hold_the_interpreter(after_s=0.0, seconds=0.5).join()  # while it plays: the visitor hears a gap
+            await asyncio.sleep(0.3)
+            return *at_rest, sound.playback.underflows, sound.playback.silent_underflows
+        finally:
+            pump.cancel()
+            sound.close()
+
+    rest_heard, rest_silent, playing_heard, playing_silent = asyncio.run(scenario())
+    assert rest_heard == 0 and rest_silent >= 1
+    assert playing_heard >= 1 and playing_silent == rest_silent

@@ -158,7 +158,11 @@ class PlaybackStream:
         self._out = np.zeros((frames_per_buffer, fmt.channels), dtype=dtype)
         self._silence = self._out.tobytes()
         self.last_callback = 0.0
-        self.underflows = 0  # buffers PortAudio reported as played too late (the speaker heard a gap)
+        # Buffers PortAudio reported as played too late while sound played (the speaker heard a gap); a late
+        # buffer of silence, between answers, is not heard and is only counted in `silent_underflows`.
+        self.underflows = 0
+        self.silent_underflows = 0
+        self._sounding = False  # the last buffer handed over carried sound
         # Set by the Speaker's pump: more of the answer waits to be handed over. A buffer the ring cannot fill
         # meanwhile is a gap the loop caused (the pump came late), counted in `gaps`; when nothing waits the
         # answer has ended, or its audio is late over the network: not the device's doing.
@@ -180,7 +184,10 @@ class PlaybackStream:
         if not self._named:
             self._named = name_this_thread("ev-playback")
         if status & pyaudio.paOutputUnderflow:
-            self.underflows += 1
+            if self._sounding or self.audio_waiting:
+                self.underflows += 1
+            else:
+                self.silent_underflows += 1
         ring = self.ring
         if frame_count == len(self._out) and ring.total_written == ring.total_read:
             data = self._silence  # nothing to play: no numpy, no lock
@@ -191,6 +198,7 @@ class PlaybackStream:
             if ring.read_into(out) < frame_count and self.audio_waiting:
                 self.gaps += 1
             data = out.tobytes()
+        self._sounding = data is not self._silence
         if self.tap is not None:
             self.tap.put(data)
         return data, pyaudio.paContinue
