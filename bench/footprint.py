@@ -196,7 +196,8 @@ def measure_duplex(args: argparse.Namespace, trees: dict[str, Path], work: Path)
                 result[label] = {
                     "cpu_ms_per_audio_s": (after.ticks - before.ticks) / TICKS / seconds * 1000,
                     "loop_percent": after.thread_percent(before, daemon.pid),
-                    "mic_sent_s": (mic_after - mic_before) * _rig.FRAME_MS / 1000,
+                    "mic_sent_s": mic_after[1] - mic_before[1],
+                    "appends_per_s": (mic_after[0] - mic_before[0]) / seconds,
                     "answer_audible_fraction": audible_fraction(card.speaker_file, spk_before, spk_after),
                     "window_s": seconds,
                     "memory_mb": memory(daemon.pid),
@@ -284,6 +285,7 @@ def report(results: dict[str, Any], labels: list[str]) -> None:
             ("  = whole process, % of one core", "cpu_ms_per_audio_s", "%", 0.1),
             ("event-loop thread, % of one core", "loop_percent", "%", 1.0),
             ("microphone audio sent in the window", "mic_sent_s", "s", 1.0),
+            ("  in appends per second", "appends_per_s", "", 1.0),
             ("answer audible in the window", "answer_audible_fraction", "%", 100.0),
             ("VmRSS after the window", "memory_mb", "MB", 1.0),
         ):
