@@ -36,7 +36,7 @@ from edgevoice.hw.gpio import HardwareError, make_pin_factory
 from edgevoice.hw.panel import Panel
 from edgevoice.realtime.carryover import CarryOver
 from edgevoice.realtime.credentials import MissingSecret, SecretSource, secrets_for
-from edgevoice.realtime.manager import LinkStatus, ManagerHooks, SessionManager
+from edgevoice.realtime.manager import LinkStatus, ManagerHooks, SessionManager, warm_up
 from edgevoice.realtime.tools import ToolRegistry, command_tool
 from edgevoice.realtime.usage import UsageMeter
 
@@ -129,6 +129,10 @@ class Daemon:
             await self._stopping.wait()
         finally:
             await self._shutdown()
+
+    def warm_up(self) -> None:
+        """Once ready, load what the first conversation needs (in the background: nothing waits for it)."""
+        self._tasks.append(asyncio.create_task(warm_up(), name="warm-up"))
 
     def stop(self) -> None:
         if self._stopping is not None:

@@ -155,6 +155,7 @@ class Service:
         state = daemon.conversation.state if daemon.conversation is not None else "idle"
         self.notifier.ready(_one_line(f"{state}{': ' + self._fault if self._fault else ''}"))
         log.info("ready")
+        daemon.warm_up()
 
     def _audio_alive(self) -> bool:
         daemon = self.daemon

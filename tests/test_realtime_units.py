@@ -7,6 +7,8 @@ import datetime
 import http.server
 import json
 import random
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -230,3 +232,15 @@ def test_audio_held_for_a_batch_goes_before_anything_sent_after_it() -> None:
         ("input_audio_buffer.commit", 0),
         ("input_audio_buffer.append", 480),
     ]
+
+
+def test_warm_up_loads_the_websocket_stack_off_the_event_loop() -> None:
+    # A fresh interpreter: this one has long imported everything.
+    code = (
+        "import asyncio, sys\n"
+        "from edgevoice.realtime import manager\n"
+        "assert 'websockets' not in sys.modules and 'edgevoice.realtime.session' not in sys.modules\n"
+        "asyncio.run(manager.warm_up())\n"
+        "assert 'websockets' in sys.modules and 'edgevoice.realtime.session' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
