@@ -185,11 +185,21 @@ class SessionManager:
         if self._session is not None:
             self._session.clear_input()
 
-    def create_response(self, instructions: str | None = None, *, turn: TurnAudio | None = None) -> None:
+    def create_response(
+        self, instructions: str | None = None, *, turn: TurnAudio | None = None, owner: str | None = None
+    ) -> None:
         """Ask for an answer (sent when no other is in flight); `instructions` for this answer only; `turn`:
-        the push-to-talk turn it answers, reported with its usage."""
-        self.responses.want(instructions, turn)
+        the push-to-talk turn it answers, reported with its usage; `owner`: the controller that asked."""
+        self.responses.want(instructions, turn, owner)
         self._pump_responses()
+
+    def drop_requests(self, owner: str) -> int:
+        """`owner` (a controller) left: drop the answers it asked for that still wait (all but one, see
+        `ResponseTracker.drop_owner`); returns how many."""
+        dropped = self.responses.drop_owner(owner)
+        if dropped:
+            log.info("%s left: %d of the answers it asked for are dropped, never requested", owner, dropped)
+        return dropped
 
     def send_image(self, image_url: str, prompt: str | None = None) -> None:
         """A picture into the conversation (not replayed after a reconnect: the history keeps text only).
