@@ -76,3 +76,77 @@ def test_a_controller_that_asks_and_leaves_while_the_link_is_down_is_answered_on
 
     _, instructions = run({"card": sound_card, "mic": silence(60)}, scenario)
     assert [text.rsplit(": ", 1)[-1] for text in instructions] == ["Announcement 0."], instructions
+
+
+class Robot:
+    """A controller that serves a tool and keeps every event it is sent, subscribed or not."""
+
+    def __init__(self, device: Device) -> None:
+        self.client = ControlClient(str(device.socket_path))
+        self.events: list[dict[str, Any]] = []
+
+    async def serve(self, name: str) -> None:
+        await self.client.connect()
+        original = self.client._on_event
+
+        def keep(event: dict[str, Any]) -> None:
+            self.events.append(event)
+            original(event)
+
+        self.client._on_event = keep  # type: ignore[method-assign]
+        schema = {"type": "object", "properties": {"cm": {"type": "integer"}}}
+        await self.client.serve_tool(name, f"The {name} tool.", schema, lambda args: {"done": True})
+
+
+def test_a_tool_the_server_refuses_when_the_session_opens_is_dropped_and_its_owner_told(
+    sound_card: VirtualSoundCard,
+) -> None:
+    """Regression: a schema the server refused became a fatal session error, the device in `error` for 300 s."""
+
+    async def scenario(device: Device) -> tuple[Robot, Robot, dict[str, Any]]:
+        device.emulator.refuse_tools("arm")
+        arm, wheels = Robot(device), Robot(device)
+        await arm.serve("arm")
+        await wheels.serve("wheels")
+        await wheels.client.request("say", text="Drive to the kitchen.")
+        await device.wait_state("idle", after="speaking")
+        status = await wheels.client.request("status")
+        await arm.client.close()
+        await wheels.client.close()
+        return arm, wheels, status
+
+    device, (arm, wheels, status) = run({"card": sound_card, "mic": silence(30)}, scenario)
+    (refused,) = [e for e in arm.events if e["event"] == "tool_refused"]
+    assert refused["name"] == "arm" and "Invalid schema for function 'arm'" in refused["message"]
+    assert not any(e["event"] == "tool_refused" for e in wheels.events)  # only the owner is told
+    assert status["tools"] == ["wheels"] and status["state"] == "idle"
+    assert "error" not in device.states
+    updates = [e["session"].get("tools") for e in device.sent("session.update")]
+    assert [t["name"] for t in updates[0]] == ["arm", "wheels"] and [t["name"] for t in updates[1]] == ["wheels"]
+    assert len(device.sent("response.create")) == 1  # the `say` was answered in the session opened again
+
+
+def test_a_tool_the_server_refuses_in_a_running_session_is_dropped_and_the_session_goes_on(
+    sound_card: VirtualSoundCard,
+) -> None:
+    async def scenario(device: Device) -> tuple[Robot, int, dict[str, Any]]:
+        device.emulator.refuse_tools("arm")
+        arm = Robot(device)
+        async with ControlClient(str(device.socket_path)) as panel:
+            await panel.request("speak", text="Ready.")
+            await device.wait_state("idle", after="speaking")
+            await arm.serve("arm")  # while the session is up: its tools update is refused
+            await device.until(lambda: any(e["event"] == "tool_refused" for e in arm.events), 5, "tool_refused")
+            await panel.request("speak", text="Still here.")
+            await device.wait_state("idle", after="speaking")
+            status = await panel.request("status")
+        await arm.client.close()
+        assert device.daemon is not None and device.daemon.manager is not None
+        return arm, device.daemon.manager.connects, status
+
+    device, (arm, connects, status) = run({"card": sound_card, "mic": silence(30)}, scenario)
+    assert connects == 1  # the session was never failed
+    assert [e["name"] for e in arm.events if e["event"] == "tool_refused"] == ["arm"]
+    assert status["tools"] == [] and "error" not in device.states
+    assert device.sent("session.update")[-1]["session"]["tools"] == []  # the update again, without the tool
+    assert len(device.sent("response.create")) == 2

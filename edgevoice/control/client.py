@@ -235,6 +235,8 @@ class ControlClient:
             cancelled = self._calls.pop(str(event.get("call_id")), None)
             if cancelled is not None:
                 cancelled.cancel()
+        if name == "tool_refused" and self._tools.pop(str(event.get("name")), None) is not None:
+            log.warning("control: the server refused the tool %s: %s", event.get("name"), event.get("message"))
         if len(self._events) == self._events.maxlen:
             self._dropped += 1
         self._events.append(event)

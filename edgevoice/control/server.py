@@ -381,6 +381,9 @@ class ControlServer:
             name = event.get("event")
             if not isinstance(name, str):
                 return
+            if name == "tool_refused":
+                self.tools.refused(self.clients.values(), event)
+                return
             line: bytes | None = None
             for client in self.clients.values():
                 if not client.wants(name):

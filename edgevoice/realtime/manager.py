@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,13 +27,15 @@ from edgevoice.realtime import events as ev
 from edgevoice.realtime import server_events as se
 from edgevoice.realtime.carryover import CarryOver
 from edgevoice.realtime.credentials import SecretSource
-from edgevoice.realtime.failures import LinkBusy, SessionError
+from edgevoice.realtime.failures import LinkBusy, SessionError, ToolRefused
 from edgevoice.realtime.history import ConversationHistory
 from edgevoice.realtime.link import LinkStatus, SessionLink
+from edgevoice.realtime.manager_hooks import Clockwork, ManagerHooks
 from edgevoice.realtime.responses import ResponseTracker
 from edgevoice.realtime.retry import RATE_LIMIT_CODES, retry_after_from_message
 from edgevoice.realtime.settings import RealtimeSettings
 from edgevoice.realtime.tool_calls import ToolCalls
+from edgevoice.realtime.tool_schema import refused_tools
 from edgevoice.realtime.tools import ToolRegistry
 from edgevoice.realtime.usage import TurnAudio, UsageMeter
 
@@ -47,38 +47,6 @@ log = logging.getLogger(__name__)
 REFUSED_FALLBACK_S = 15.0  # the server refused our answer as busy and then never finished its own: ask anyway
 
 __all__ = ["Clockwork", "LinkStatus", "ManagerHooks", "SecretSource", "SessionManager"]
-
-
-def _ignore(_: Any) -> None:
-    pass
-
-
-@dataclass(frozen=True)
-class ManagerHooks:
-    """How the manager talks to the device: server events and link news out, one question in."""
-
-    on_event: Callable[[se.ServerEvent], None] = _ignore
-    on_link: Callable[[LinkStatus], None] = _ignore
-    emit: Callable[[dict[str, Any]], None] = _ignore  # device events (usage, session, notices)
-    between_turns: Callable[[], bool] = lambda: True  # may the session be swapped now?
-
-
-def _realtime_session(*args: Any, **kwargs: Any) -> RealtimeSession:
-    # The WebSocket stack (websockets, http) is loaded at the first connection, not at start-up.
-    from edgevoice.realtime.session import RealtimeSession
-
-    return RealtimeSession(*args, **kwargs)
-
-
-@dataclass(frozen=True)
-class Clockwork:
-    """Time and connections, replaceable by a virtual clock in benchmarks or a fake session in tests."""
-
-    clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    session_factory: Callable[..., RealtimeSession] = field(
-        default=lambda *args, **kwargs: _realtime_session(*args, **kwargs)
-    )
 
 
 class SessionManager:
@@ -106,6 +74,7 @@ class SessionManager:
         self._factory = clockwork.session_factory
         self._pump_timer: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._declared: list[dict[str, Any]] = []  # the tools the session was last told of
         self.tool_calls = ToolCalls(
             self.tools,
             self.carry.history,
@@ -287,6 +256,10 @@ class SessionManager:
                 # Our cancel crossed the server's own (server VAD interrupts too) or the answer's end: benign.
                 log.debug("cancel arrived after the response had ended")
                 return
+            case se.ServerError(message=message, param=param) if refused_tools(message, param, self._declared):
+                # Our tools update was refused because of a tool: drop it, and the update goes again without it.
+                self.tools_refused(ToolRefused(refused_tools(message, param, self._declared), message))
+                return
             case se.ServerError(code="conversation_already_has_active_response"):
                 # A response we did not ask for (server VAD) is under way: ours goes after its response.done.
                 self.responses.on_refused()
@@ -334,7 +307,19 @@ class SessionManager:
 
     def _tools_changed(self) -> None:
         if self._session is not None:
-            self._session.send(ev.tools_update(self.tools.declarations()))
+            self._declared = self.tools.declarations()
+            self._session.send(ev.tools_update(self._declared))
+
+    def tools_refused(self, error: ToolRefused) -> bool:
+        """The server refused tools we declared: drop them and tell their owners (a `tool_refused` event),
+        rather than fail the session. True if any was dropped."""
+        dropped = self.tools.drop(error.names)
+        for tool in dropped:
+            log.warning("the server refused the tool %s of %s: %s", tool.name, tool.owner, error.server_message)
+            self._hooks.emit(
+                {"event": "tool_refused", "name": tool.name, "owner": tool.owner, "message": error.server_message}
+            )
+        return bool(dropped)
 
     # ---- the link's life (SessionLink asks) ---------------------------------------------------------
 
@@ -350,7 +335,8 @@ class SessionManager:
         def on_event(event: se.ServerEvent) -> None:
             self._handle(session, event)
 
-        session = self._factory(self.settings, secret, on_event, tools=self.tools.declarations())
+        self._declared = self.tools.declarations()
+        session = self._factory(self.settings, secret, on_event, tools=self._declared)
         return session
 
     def session_installed(self, session: RealtimeSession, *, rollover: bool) -> None:

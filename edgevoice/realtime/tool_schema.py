@@ -9,6 +9,7 @@ the subset of JSON Schema that function tools use: an object at the top, known t
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 MAX_DEPTH = 8  # nested schemas (properties of properties of ...)
@@ -64,3 +65,22 @@ def _problem(schema: Any, where: str, depth: int) -> str | None:
                 if (problem := _problem(sub, f"{where}.{key}[{i}]", depth + 1)) is not None:
                     return problem
     return None
+
+
+_TOOL_PARAM = re.compile(r"(?:^|\.)tools\[(\d+)\]")
+_QUOTED = re.compile(r"""['"`]([A-Za-z0-9_-]{1,64})['"`]""")
+
+
+def refused_tools(message: str, param: str | None, declared: list[dict[str, Any]]) -> list[str]:
+    """The tools of `declared` (the list a `session.update` sent) that a server's error blames, or [] when it
+    is not about a tool. The server names the culprit by `param` (`session.tools[2].parameters`), or else
+    in its message ("Invalid schema for function 'arm': ..."); a message about tools that names none
+    blames none (the caller cannot tell which to drop)."""
+    names = [str(tool.get("name", "")) for tool in declared]
+    match = _TOOL_PARAM.search(param or "")
+    if match is not None:
+        index = int(match.group(1))
+        return [names[index]] if index < len(names) else []
+    if not (param or "").startswith(("session.tools", "tools")) and not re.search(r"tool|function", message, re.I):
+        return []
+    return [name for name in dict.fromkeys(_QUOTED.findall(message)) if name in names]
