@@ -150,3 +150,33 @@ def test_a_tool_the_server_refuses_in_a_running_session_is_dropped_and_the_sessi
     assert status["tools"] == [] and "error" not in device.states
     assert device.sent("session.update")[-1]["session"]["tools"] == []  # the update again, without the tool
     assert len(device.sent("response.create")) == 2
+
+
+def test_the_first_say_after_an_outage_reaches_the_new_session_once(sound_card: VirtualSoundCard) -> None:
+    """Regression: it was sent twice, by the history's replay and by the outbox (the server answered "item
+    already exists")."""
+
+    def said(device: Device, text: str) -> int:
+        return sum(
+            1
+            for e in device.sent("conversation.item.create")
+            if any(part.get("text") == text for part in e["item"].get("content", []))
+        )
+
+    async def scenario(device: Device) -> int:
+        async with ControlClient(str(device.socket_path)) as robot:
+            await robot.request("say", text="First question.")
+            await device.wait_state("idle", after="speaking")
+            device.emulator.drop_connections()  # the network fails between turns
+            await device.until(lambda: any(e.get("code") == "link_down" for e in device.events), 10, "link_down")
+            await robot.request("say", text="Second question.")
+            await device.until(lambda: said(device, "Second question.") > 0, 10, "the replay")
+            await device.wait_state("idle", after="speaking")
+            return said(device, "Second question.")
+
+    device, sent = run({"card": sound_card, "mic": silence(30)}, scenario)
+    assert sent == 1
+    assert said(device, "First question.") == 2  # once in each session: the replay carries the conversation
+    assert device.daemon is not None and device.daemon.manager is not None and device.daemon.manager.connects == 2
+    assert not [e for e in device.emulator.sent if e.get("type") == "error"]  # no "item already exists"
+    assert len(device.sent("response.create")) == 2

@@ -201,10 +201,10 @@ class SessionManager:
             self._session.send(event)
 
     def _send_tool_output(self, event: dict[str, Any]) -> None:
+        # Without a session the history's replay carries the output, after its call, into the next session
+        # (kept here too, it reached that session twice).
         if self._session is not None:
             self._session.send(event)
-        else:
-            self.carry.keep(event, always=True)  # the model waits for it: never refused
 
     # ---- one response in flight -----------------------------------------------------------------------
 
