@@ -119,6 +119,7 @@ def test_a_tool_the_server_refuses_when_the_session_opens_is_dropped_and_its_own
     (refused,) = [e for e in arm.events if e["event"] == "tool_refused"]
     assert refused["name"] == "arm" and "Invalid schema for function 'arm'" in refused["message"]
     assert not any(e["event"] == "tool_refused" for e in wheels.events)  # only the owner is told
+    assert list(arm.client.refused_tools) == ["arm"] and not wheels.client.refused_tools  # what `ctl tool` waits on
     assert status["tools"] == ["wheels"] and status["state"] == "idle"
     assert "error" not in device.states
     updates = [e["session"].get("tools") for e in device.sent("session.update")]
