@@ -77,3 +77,5 @@ def test_the_tool_a_server_error_blames_is_found_by_its_param_or_its_name_in_the
     assert refused_tools("Invalid schema", "session.tools[7].parameters", declared) == []  # not one we sent
     assert refused_tools("Invalid value: 'arm'", "session.voice", declared) == []  # not about tools
     assert refused_tools("a tool is invalid", "session.tools", declared) == []  # names none: drop none
+    # the name wins over an index that may point into an earlier update's list
+    assert refused_tools("Invalid schema for function 'arm'", "session.tools[1].parameters", declared) == ["arm"]

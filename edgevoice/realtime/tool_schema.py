@@ -72,15 +72,23 @@ _QUOTED = re.compile(r"""['"`]([A-Za-z0-9_-]{1,64})['"`]""")
 
 
 def refused_tools(message: str, param: str | None, declared: list[dict[str, Any]]) -> list[str]:
-    """The tools of `declared` (the list a `session.update` sent) that a server's error blames, or [] when it
-    is not about a tool. The server names the culprit by `param` (`session.tools[2].parameters`), or else
-    in its message ("Invalid schema for function 'arm': ..."); a message about tools that names none
-    blames none (the caller cannot tell which to drop)."""
+    """The tools of `declared` (the list our last `session.update` sent) that a server's error blames, or []
+    when it is not about a tool. The server names the culprit in its message ("Invalid schema for function
+    'arm': ...") or by `param` (`session.tools[2].parameters`); the name is trusted first, as an index may
+    point into an update sent before the last one. A message about tools that names none blames none (the
+    caller cannot tell which to drop)."""
     names = [str(tool.get("name", "")) for tool in declared]
-    match = _TOOL_PARAM.search(param or "")
-    if match is not None:
-        index = int(match.group(1))
-        return [names[index]] if index < len(names) else []
-    if not (param or "").startswith(("session.tools", "tools")) and not re.search(r"tool|function", message, re.I):
+    param = param or ""
+    index = _TOOL_PARAM.search(param)
+    if (
+        index is None
+        and not param.startswith(("session.tools", "tools"))
+        and not re.search(r"tool|function", message, re.I)
+    ):
         return []
-    return [name for name in dict.fromkeys(_QUOTED.findall(message)) if name in names]
+    named = [name for name in dict.fromkeys(_QUOTED.findall(message)) if name in names]
+    if named:
+        return named
+    if index is not None and int(index.group(1)) < len(names):
+        return [names[int(index.group(1))]]
+    return []
