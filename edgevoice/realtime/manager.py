@@ -256,9 +256,9 @@ class SessionManager:
                 # Our cancel crossed the server's own (server VAD interrupts too) or the answer's end: benign.
                 log.debug("cancel arrived after the response had ended")
                 return
-            case se.ServerError(message=message, param=param) if refused_tools(message, param, self._declared):
+            case se.ServerError(message=message, param=param) if blamed := self._tools_blamed(message, param):
                 # Our tools update was refused because of a tool: drop it, and the update goes again without it.
-                self.tools_refused(ToolRefused(refused_tools(message, param, self._declared), message))
+                self.tools_refused(ToolRefused(blamed, message))
                 return
             case se.ServerError(code="conversation_already_has_active_response"):
                 # A response we did not ask for (server VAD) is under way: ours goes after its response.done.
@@ -309,6 +309,13 @@ class SessionManager:
         if self._session is not None:
             self._declared = self.tools.declarations()
             self._session.send(ev.tools_update(self._declared))
+
+    def _tools_blamed(self, message: str, param: str | None) -> list[str]:
+        """The tools a server error during a session blames: only an error about the session's tools or a
+        schema counts (an error about a call's output that quotes a tool's name does not)."""
+        if not ((param or "").startswith("session.tools") or "schema" in message.lower()):
+            return []
+        return refused_tools(message, param, self._declared)
 
     def tools_refused(self, error: ToolRefused) -> bool:
         """The server refused tools we declared: drop them and tell their owners (a `tool_refused` event),
