@@ -22,6 +22,7 @@ Ctrl-C: use them as context managers.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
@@ -104,14 +105,15 @@ class Emulator:
                 raise RigError(f"the emulator did not start listening on port {self.port}")
             time.sleep(0.05)
 
-    def appends(self) -> int:
-        """input_audio_buffer.append events received so far (the scripted emulator only)."""
+    def appends(self) -> tuple[int, float]:
+        """input_audio_buffer.append events received so far, and the seconds of audio they carried (the
+        scripted emulator only)."""
         assert self._process.stdout is not None
         self._process.send_signal(signal.SIGUSR1)
-        line = self._process.stdout.readline()
-        if not line.strip().isdigit():
+        fields = self._process.stdout.readline().split()
+        if len(fields) != 2 or not fields[0].isdigit():
             raise RigError(f"the emulator stopped (exit status {self._process.poll()})")
-        return int(line)
+        return int(fields[0]), float(fields[1])
 
     def stop(self) -> None:
         stop_process(self._process)
@@ -135,13 +137,14 @@ async def _scripted_emulator(port: int, reply_s: float) -> None:
 
     settings = EmulatorSettings(port=port, realtime_factor=1.0, response_delay_s=0.2, record_events=False)
     reply = SpokenReply("A long answer.", pcm=speech_like(24000, reply_s).astype("<i2").tobytes())
-    appends = 0
+    appends, audio_s = 0, 0.0
 
     async def count() -> None:
-        nonlocal appends
+        nonlocal appends, audio_s
         while True:
-            await emulator.wait_for("input_audio_buffer.append", timeout=86400, count=appends + 1)
+            event = await emulator.wait_for("input_audio_buffer.append", timeout=86400, count=appends + 1)
             appends += 1
+            audio_s += len(base64.b64decode(event["audio"])) / 2 / 24000
 
     async with RealtimeEmulator(settings) as emulator:
         for _ in range(1000):
@@ -149,7 +152,7 @@ async def _scripted_emulator(port: int, reply_s: float) -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGUSR1, lambda: print(appends, flush=True))
+        loop.add_signal_handler(signal.SIGUSR1, lambda: print(appends, audio_s, flush=True))
         counter = asyncio.create_task(count())
         await stop.wait()
         counter.cancel()

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/footprint.py [--window 20] [--settle 5] [--runs 3] [--quota 10] [--json]
                                         [--baseline-rev 21e1047 | --baseline-rev none] [--only idle,startup,duplex]
+                                        [--echo aec|gate|off] [--frame-ms 20]  (the duplex phase's configuration)
 
 `python -m edgevoice run --config FILE` runs in a subprocess on a virtual sound card (PulseAudio-paced ALSA
 `file` PCMs), with the Realtime emulator in a process of its own (its CPU is not counted), mock GPIO, a
@@ -172,10 +173,11 @@ def measure_duplex(args: argparse.Namespace, trees: dict[str, Path], work: Path)
             where = work / f"duplex-{slug(label)}"
             with contextlib.ExitStack() as stack:
                 card = stack.enter_context(sound_card(where / "card", noise))
-                config = kiosk_config(emulator.url, where / "ctl.sock", vad=True)
+                socket_path = where / "ctl.sock"
+                config = kiosk_config(emulator.url, socket_path, vad=True, echo=args.echo, frame_ms=args.frame_ms)
                 daemon = stack.enter_context(Process.edgevoice(code, where, card, config, quota=args.quota))
                 daemon.wait_ready(ready_timeout(args, args.quota))
-                ctl = stack.enter_context(Controller(where / "ctl.sock"))
+                ctl = stack.enter_context(Controller(socket_path))
                 ctl.request("subscribe", events=["state"])
                 ctl.request("say", text="Tell me a long story.")
                 speaking = ctl.wait_state("speaking", timeout_s=30)
@@ -196,7 +198,8 @@ def measure_duplex(args: argparse.Namespace, trees: dict[str, Path], work: Path)
                 result[label] = {
                     "cpu_ms_per_audio_s": (after.ticks - before.ticks) / TICKS / seconds * 1000,
                     "loop_percent": after.thread_percent(before, daemon.pid),
-                    "mic_sent_s": (mic_after - mic_before) * _rig.FRAME_MS / 1000,
+                    "mic_sent_s": mic_after[1] - mic_before[1],
+                    "appends_per_s": (mic_after[0] - mic_before[0]) / seconds,
                     "answer_audible_fraction": audible_fraction(card.speaker_file, spk_before, spk_after),
                     "window_s": seconds,
                     "memory_mb": memory(daemon.pid),
@@ -277,13 +280,17 @@ def report(results: dict[str, Any], labels: list[str]) -> None:
             print("   (quotas: an emulated Pi-class CPU, a cgroup CPU quota with a 10 ms period)")
     if "duplex" in results:
         duplex = results["duplex"]
-        print(f"\n4. Full duplex, {results['window_s']:g} s while the assistant speaks and the microphone streams")
+        print(
+            f"\n4. Full duplex, {results['window_s']:g} s while the assistant speaks and the microphone streams "
+            f"(echo = {results['echo']!r}, frame_ms = {results['frame_ms']})"
+        )
         row("", labels, width=44)
         for title, key, unit, scale in (
             ("CPU per second of full-duplex audio", "cpu_ms_per_audio_s", "ms", 1.0),
             ("  = whole process, % of one core", "cpu_ms_per_audio_s", "%", 0.1),
             ("event-loop thread, % of one core", "loop_percent", "%", 1.0),
             ("microphone audio sent in the window", "mic_sent_s", "s", 1.0),
+            ("  in appends per second", "appends_per_s", "", 1.0),
             ("answer audible in the window", "answer_audible_fraction", "%", 100.0),
             ("VmRSS after the window", "memory_mb", "MB", 1.0),
         ):
@@ -333,6 +340,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ready-timeout", type=float, default=20.0, help="seconds to READY=1 at full speed (divided by a quota)"
     )
+    parser.add_argument("--echo", default="aec", choices=("aec", "gate", "off"), help="duplex: [audio] echo")
+    parser.add_argument("--frame-ms", type=int, default=20, choices=(10, 20, 40), help="duplex: [audio] frame_ms")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     args.phases = {p.strip() for p in args.only.split(",") if p.strip()}
@@ -355,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{os.uname().machine}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
         "load_average": os.getloadavg(), "now": f"{ROOT} ({git('describe', '--always', '--dirty')})",
         "quota_percent": args.quota, "window_s": args.window, "settle_s": args.settle, "runs": args.runs,
+        "echo": args.echo, "frame_ms": args.frame_ms,
     }  # fmt: skip
     try:
         trees = {"now": ROOT}

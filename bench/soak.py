@@ -1,7 +1,7 @@
 """Does edgevoice's memory stay flat over many turns? Every per-item, per-turn and per-response table must be
 pruned, or a kiosk that runs for months grows until it is killed.
 
-    /work/main/.venv/bin/python bench/soak.py [--turns 200] [--warmup 20]
+    .venv/bin/python bench/soak.py [--turns 200] [--warmup 20]
 
 The real daemon (`python -m edgevoice run`) on a private virtual sound card, the emulator in its own process;
 each turn is a controller's `say` (a user message, an answer spoken to the end), and every so often the

@@ -153,6 +153,7 @@ class Daemon:
         )
         carry = CarryOver(self.config.conversation.outage_buffer_s, self.config.audio.frame_ms)
         self.manager = SessionManager(rt, self._secrets, hooks, tools=self.tools, usage=self.usage, carry_over=carry)
+        self.bus.subscribe(self._batch_uplink)
         conversation = Conversation(
             self.config.conversation,
             push_to_talk=rt.turn_detection.type == "none",
@@ -243,6 +244,12 @@ class Daemon:
             pin_factory=factory,
         )
         self.bus.subscribe(self._show_on_panel)
+
+    def _batch_uplink(self, event: Event) -> None:
+        """While the device speaks the microphone only serves the server's barge-in (the local detector stops the
+        speaker at once): it goes in larger appends then, fewer messages for the same audio."""
+        if event["event"] == "state":
+            self._manager.batch_audio(self.config.realtime.speaking_append_ms if event["state"] == "speaking" else 0)
 
     def _show_on_panel(self, event: Event) -> None:
         """The LEDs follow the device's state and its mute (never blocks, never raises for a broken LED)."""

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import signal
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from edgevoice import __version__
@@ -28,6 +29,7 @@ from edgevoice.config import Config, ConfigError, config_warnings, load_config
 from edgevoice.daemon import Daemon
 from edgevoice.system.logs import add_secret, set_log_context, setup_logging
 from edgevoice.system.notify import Notifier, WatchdogPinger, watchdog_timeout
+from edgevoice.threads import name_this_thread
 
 log = logging.getLogger("edgevoice")
 
@@ -37,6 +39,7 @@ START_EXTEND_S = 5.0  # while the sound card is missing at start, extend the sta
 # default 5 ms, which a slow CPU stretches past the 20 ms of slack the speaker's buffer has (tests/test_slow_cpu.py).
 GIL_SWITCH_S = 0.001
 STATUS_MAX = 200
+BLOCKING_WORKERS = 4  # threads for blocking jobs (see Service.run)
 
 
 class Service:
@@ -87,6 +90,16 @@ class Service:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        # The few blocking jobs (reading the key or a picture, binding the socket, fetching a token) run here:
+        # a small pool, its threads named, instead of asyncio's default of up to 32 anonymous ones.
+        loop.set_default_executor(
+            ThreadPoolExecutor(
+                max_workers=BLOCKING_WORKERS,
+                thread_name_prefix="ev-blocking",
+                initializer=name_this_thread,
+                initargs=("ev-blocking",),
+            )
+        )
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)

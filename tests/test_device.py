@@ -171,6 +171,11 @@ def test_server_vad_turn_and_barge_in_by_voice(sound_card: VirtualSoundCard) -> 
         e for e in device.emulator.sent if e["type"] == "response.done" and e["response"]["status"] == "cancelled"
     ]
     assert len(cancelled) == 1
+    # While the answer played the microphone went up in 100 ms appends ([realtime] speaking_append_ms), else in
+    # 20 ms frames; a batch cut short by the barge-in went as it was.
+    sizes = [len(base64.b64decode(e["audio"])) for e in device.sent("input_audio_buffer.append")]
+    assert all(size % 960 == 0 and size <= 4800 for size in sizes), sorted(set(sizes))
+    assert sizes.count(4800) >= 10 and sizes.count(960) >= 50, (sizes.count(4800), sizes.count(960))
 
 
 @pytest.mark.parametrize("answer_gap_s", [0.6, 1.5, 2.6])

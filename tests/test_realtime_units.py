@@ -12,13 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pytest
 
 from edgevoice.realtime.credentials import CredentialsError, EphemeralSecrets, TokenUnavailable
 from edgevoice.realtime.failures import SessionError, classify_close
 from edgevoice.realtime.history import ConversationHistory
 from edgevoice.realtime.retry import RetryPolicy, retry_after_from_message
-from edgevoice.realtime.settings import ModelPrice, ReconnectSettings, UsageSettings
+from edgevoice.realtime.session import RealtimeSession
+from edgevoice.realtime.settings import ModelPrice, RealtimeSettings, ReconnectSettings, UsageSettings
 from edgevoice.realtime.usage import UsageMeter, tokens_of
 
 # ---- retry ----------------------------------------------------------------------------------------------
@@ -206,3 +208,25 @@ def test_token_service_failures_are_classified(token_service: str, status: int, 
 def test_an_unreachable_token_service_is_transient() -> None:
     with pytest.raises(TokenUnavailable, match="cannot reach the token service"):
         asyncio.run(EphemeralSecrets("http://127.0.0.1:9/secret", timeout_s=2).secret())
+
+
+def test_audio_held_for_a_batch_goes_before_anything_sent_after_it() -> None:
+    async def scenario() -> list[tuple[str, int]]:
+        session = RealtimeSession(RealtimeSettings(url="ws://127.0.0.1:9/v1/realtime"), "", on_event=lambda e: None)
+        frame = np.ones(480, np.int16)
+        for _ in range(7):
+            session.append_audio(frame, batch=2400)  # five frames make a batch: one goes, two are held
+        session.commit_input()  # the held frames go first
+        session.append_audio(frame)  # no batch: at once
+        sent = []
+        while not session._outbox.empty():
+            event = json.loads(session._outbox.get_nowait())
+            sent.append((event["type"], len(event.get("audio", "")) * 3 // 4 // 2))
+        return sent
+
+    assert asyncio.run(scenario()) == [
+        ("input_audio_buffer.append", 2400),
+        ("input_audio_buffer.append", 960),
+        ("input_audio_buffer.commit", 0),
+        ("input_audio_buffer.append", 480),
+    ]

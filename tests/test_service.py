@@ -52,6 +52,12 @@ def test_run_under_systemd_ready_watchdog_reload_and_stop(tmp_path: Path) -> Non
             ready = notify.wait_for("READY", "1")
             time.sleep(1.0)
             assert pings(notify, ready, ready + 1.0) >= 3
+            # Every thread but the main one has a name of its own in `top -H` (the sound server's client
+            # library names its own, "threaded-ml"); none is left as the interpreter's.
+            tasks = Path(f"/proc/{proc.pid}/task")
+            names = {int(t.name): (t / "comm").read_text().strip() for t in tasks.iterdir()}
+            others = sorted(name for tid, name in names.items() if tid != proc.pid)
+            assert others and all(n.startswith("ev-") or n == "threaded-ml" for n in others), others
             assert notify.statuses()[-1] == "idle"
 
             # A hung sound card: the microphone's callbacks stop, so the pings stop and STATUS says why.

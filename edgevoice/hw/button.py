@@ -42,8 +42,10 @@ class GestureButton:
         self._settle_s = settings.bounce_ms / 1000
         self._on_action = on_action
         self.recognizer = GestureRecognizer(name, actions, GestureTiming.of(settings), on_action)
-        self._button = gpiozero.Button(settings.pin, pull_up=settings.active_low, pin_factory=pin_factory)
-        self._reported = bool(self._button.is_pressed)
+        # gpiozero's Button would add a thread per button for its own hold timing, unused here (the recognizer
+        # times holds on the loop): the plain input device is the same pin handling without it.
+        self._button = gpiozero.DigitalInputDevice(settings.pin, pull_up=settings.active_low, pin_factory=pin_factory)
+        self._reported = bool(self._button.is_active)
         if self._reported:
             log.warning(
                 "[%s] GPIO%d reads pressed at start: a stuck button, or active_low is wrong for its wiring",
@@ -53,8 +55,8 @@ class GestureButton:
         self._settle_timer: asyncio.TimerHandle | None = None
         self._burst_started = 0.0
         self._poll_timer: asyncio.TimerHandle | None = None
-        self._button.when_pressed = self._edge
-        self._button.when_released = self._edge
+        self._button.when_activated = self._edge
+        self._button.when_deactivated = self._edge
 
     def _edge(self) -> None:  # any thread
         self._loop.call_soon_threadsafe(self._restart_settle, self._loop.time())
@@ -89,7 +91,7 @@ class GestureButton:
 
     @property
     def is_pressed(self) -> bool:
-        return bool(self._button.is_pressed)
+        return bool(self._button.is_active)
 
     def close(self) -> None:
         for timer in (self._settle_timer, self._poll_timer):

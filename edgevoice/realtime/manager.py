@@ -73,6 +73,7 @@ class SessionManager:
         self._clock = clockwork.clock
         self._factory = clockwork.session_factory
         self._pump_timer: asyncio.TimerHandle | None = None
+        self._audio_batch = 0  # samples per append (see `batch_audio`)
         self._background: set[asyncio.Task[Any]] = set()
         self._declared: list[dict[str, Any]] = []  # the tools the session was last told of
         self.tool_calls = ToolCalls(
@@ -142,7 +143,13 @@ class SessionManager:
     def append_audio(self, frame: np.ndarray) -> None:
         self.carry.add_audio(frame, sent=self._session is not None)
         if self._session is not None:
-            self._session.append_audio(frame)
+            self._session.append_audio(frame, self._audio_batch)
+
+    def batch_audio(self, ms: int) -> None:
+        """Send the microphone in appends of `ms` (0: each frame as it comes; the audio held back goes now)."""
+        self._audio_batch = 24 * ms  # samples at 24 kHz
+        if not ms and self._session is not None:
+            self._session.flush_audio()
 
     def commit_input(self) -> None:
         self.carry.commit_pending = True

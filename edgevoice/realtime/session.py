@@ -146,6 +146,9 @@ class RealtimeSession:
         self.dropped_events = 0
         self.queued_bytes = 0  # encoded events waiting for the writer
         self.malformed_events = 0
+        # Microphone audio held back to be sent as one append (see `append_audio`).
+        self._audio: list[np.ndarray] = []
+        self._audio_samples = 0
 
     # ---- lifecycle -----------------------------------------------------------------------------------
 
@@ -217,6 +220,7 @@ class RealtimeSession:
 
     async def close(self, flush_s: float = 0.5) -> None:
         """Close cleanly (code 1000), after sending what is queued (a last cancel, say) for up to `flush_s`."""
+        self.flush_audio()
         if not self._closed.done() and self._tasks:
             deadline = time.monotonic() + flush_s
             while not self._outbox.empty() and time.monotonic() < deadline and not self._tasks[-1].done():
@@ -312,7 +316,11 @@ class RealtimeSession:
 
     def send(self, event: dict[str, Any]) -> bool:
         """Queue `event` for the writer; False if it was dropped (the queue is full in events or bytes: the
-        link is not keeping up) or the session is over."""
+        link is not keeping up) or the session is over. Audio held back for a batch goes first."""
+        self.flush_audio()
+        return self._queue(event)
+
+    def _queue(self, event: dict[str, Any]) -> bool:
         if self._closed.done():
             return False
         text = events.encode(event)
@@ -325,8 +333,20 @@ class RealtimeSession:
         self._outbox.put_nowait(text)
         return True
 
-    def append_audio(self, frame: np.ndarray) -> None:
-        self.send(events.audio_append(frame))
+    def append_audio(self, frame: np.ndarray, batch: int = 0) -> None:
+        """A microphone frame, sent at once, or held until `batch` samples are together. Fewer, larger appends
+        cost less CPU (each is a TLS record and a system call) and delay the audio by up to a batch; whatever
+        else is sent goes after the audio held back, so the order of events never changes."""
+        self._audio.append(frame)
+        self._audio_samples += len(frame)
+        if self._audio_samples >= batch:
+            self.flush_audio()
+
+    def flush_audio(self) -> None:
+        """Send the audio held back for a batch now."""
+        if self._audio:
+            frames, self._audio, self._audio_samples = self._audio, [], 0
+            self._queue(events.audio_append(frames[0] if len(frames) == 1 else np.concatenate(frames)))
 
     def commit_input(self) -> None:
         self.send(events.audio_commit())

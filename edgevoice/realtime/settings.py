@@ -67,6 +67,7 @@ class RealtimeSettings:
     api_key_file: str = ""
     token_url: str = ""
     connect_timeout_s: float = field(default=10.0, metadata={"min": 1.0, "max": 120.0})
+    speaking_append_ms: int = field(default=100, metadata={"min": 0, "max": 500})  # 0: one append per frame
     turn_detection: TurnDetectionSettings = TurnDetectionSettings()
     transcription: TranscriptionSettings = TranscriptionSettings()
     reconnect: ReconnectSettings = ReconnectSettings()
