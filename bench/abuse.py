@@ -208,20 +208,23 @@ async def idle_connections(r: Rig) -> list[Figure]:
 async def image_flood(r: Rig) -> list[Figure]:
     picture = r.work / "camera.png"
     picture.write_bytes(b"\x89PNG\r\n\x1a\n" + random.Random(1).randbytes(3 * 1024 * 1024))
-    rss0 = r.rss()
+    rss = [r.rss()]
     r.emulator.stall(True)  # a dead network path: the handshake hangs, the link stays down
     outcomes: dict[str, int] = {}
     async with r.client() as c:
-        for _ in range(40):
+        for i in range(40):
             try:
                 await c.request("image", path=str(picture))
                 tally(outcomes, "ok")
             except ControlError as exc:
                 tally(outcomes, exc.code)
-    grown = r.rss() - rss0
+            if i in (19, 39):
+                rss.append(r.rss())
     r.emulator.stall(False)
-    return [(f"{outcomes}; RSS {rss0:.0f} -> {rss0 + grown:.0f} MB ({grown:+.0f} MB)",
-             "12 MB of pictures wait (RSS < +40 MB), the rest busy", grown < 40)]  # fmt: skip
+    late = rss[2] - rss[1]  # unbounded, each picture held would add its data URL: 4 MB
+    return [(f"{outcomes}; RSS {rss[0]:.0f} -> {rss[1]:.0f} MB after 20 pictures, {rss[2]:.0f} MB after 40 "
+             f"({late:+.1f} MB for the last 20)", "12 MB of pictures wait, the rest busy: the last 20 add < 4 MB",
+             late < 4)]  # fmt: skip
 
 
 async def speak_flood(r: Rig) -> list[Figure]:
