@@ -81,8 +81,9 @@ class DaemonControl:
 
     # ---- commands ------------------------------------------------------------------------------------
 
-    def execute(self, command: DeviceCommand) -> dict[str, Any]:
-        """Run one device command (edgevoice/control/commands.py) and return its result."""
+    def execute(self, command: DeviceCommand, owner: str | None = None) -> dict[str, Any]:
+        """Run one device command (edgevoice/control/commands.py) and return its result; `owner`: the
+        controller that sent it (the answers it asks for are its own, see `release`)."""
         match command:
             case Listen():
                 self._run(self._conversation.listen)
@@ -93,12 +94,12 @@ class DaemonControl:
             case End():
                 self._run(lambda: self._conversation.end_conversation("ended by a controller"))
             case Say(text=text):
-                self._run(lambda: self._conversation.say(text))
+                self._run(lambda: self._conversation.say(text, owner))
             case Speak(text=text):
-                self._run(lambda: self._conversation.speak(text))
+                self._run(lambda: self._conversation.speak(text, owner))
             case Picture(data=data, mime=mime, prompt=prompt):  # a JPEG or PNG, checked by the server
                 url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-                self._run(lambda: self._conversation.image(url, prompt))
+                self._run(lambda: self._conversation.image(url, prompt, owner))
             case Mute() | Unmute():
                 conversation = self._conversation
                 conversation.set_muted(isinstance(command, Mute))
@@ -110,6 +111,11 @@ class DaemonControl:
             case _:
                 raise ControlError(UNAVAILABLE, f"{command.name}: this device cannot do that")
         return {}
+
+    def release(self, owner: str) -> None:
+        conversation = self._daemon.conversation
+        if conversation is not None:
+            conversation.release(owner)
 
     # ---- tools ---------------------------------------------------------------------------------------
 

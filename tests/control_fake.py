@@ -42,6 +42,7 @@ class FakeDevice:
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self.refuse: dict[str, ControlError] = {}  # command -> the error it raises
         self.published = 0
+        self.released: list[str] = []  # owners whose connection closed
 
     @staticmethod
     async def _never(call_id: str, arguments: str) -> str:
@@ -57,7 +58,7 @@ class FakeDevice:
     def status(self) -> dict[str, Any]:
         return {"state": self.state, "muted": self.muted, "volume": self.level, "tools": sorted(self.tools)}
 
-    def execute(self, command: DeviceCommand) -> dict[str, Any]:
+    def execute(self, command: DeviceCommand, owner: str | None = None) -> dict[str, Any]:
         """Any device command: recorded as (name, *its fields); mute, unmute and volume keep their state."""
         self._record(command.name, *(getattr(command, f.name) for f in fields(command)))
         match command:
@@ -93,6 +94,9 @@ class FakeDevice:
         for name in gone:
             del self.tools[name]
         return gone
+
+    def release(self, owner: str) -> None:
+        self.released.append(owner)
 
     def subscribe_events(self, listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
         self.listeners.append(listener)

@@ -402,6 +402,8 @@ def test_a_client_that_disconnects_loses_its_tools_and_pending_calls_fail_at_onc
             assert "disconnected before answering" in output["error"]
             await asyncio.sleep(0.05)
             assert "arm" not in s.device.tools and "grip" not in s.device.tools
+            (released,) = s.device.released  # and the answers it asked for that still wait are dropped
+            assert released.startswith("control client ") and f"pid {os.getpid()}" in released
             late = await s.device.call_tool("arm", "call_10", {})  # a call racing the unregistration
             assert "no tool named 'arm'" in late
 

@@ -47,11 +47,16 @@ class Recorder:
     def clear_input(self) -> None:
         self.calls.append(("clear",))
 
-    def create_response(self, instructions: str | None = None, *, turn: TurnAudio | None = None) -> None:
+    def create_response(
+        self, instructions: str | None = None, *, turn: TurnAudio | None = None, owner: str | None = None
+    ) -> None:
         self.calls.append(("response.create",) if instructions is None else ("response.create", instructions))
         self.turns.append(turn)
-        self.responses.want(instructions, turn)
+        self.responses.want(instructions, turn, owner)
         self._pump()
+
+    def drop_requests(self, owner: str) -> int:
+        return self.responses.drop_owner(owner)
 
     def send_text(self, text: str) -> None:
         self.calls.append(("text", text))

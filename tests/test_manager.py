@@ -369,6 +369,37 @@ def test_tool_calls_always_get_an_output_then_one_answer(tool: Tool, expected: s
     h.check_conformance()
 
 
+def test_a_tool_output_that_comes_during_an_outage_reaches_the_next_session_once() -> None:
+    """The history replays a finished call with its output: the output must not also wait in the outbox (it
+    was sent twice, as a typed `say` once was)."""
+    release = asyncio.Event()
+
+    async def slow(call_id: str, arguments: str) -> str:
+        await release.wait()
+        return '{"ok": true}'
+
+    async def scenario() -> Managed:
+        async with Managed(PACED, tools=_tools(Tool("lookup", "", {"type": "object"}, slow))) as h:
+            await h.up()
+            h.emulator.queue_reply(FunctionCallReply("lookup", "{}"))
+            h.talk()
+            await h.until(lambda: len(h.done("completed")) == 1 and h.m.tool_calls.busy, what="the call running")
+            h.m.disconnect(forget=False)  # the link goes while the tool runs
+            await h.until(lambda: h.m.session_id == "", what="the session closed")
+            release.set()
+            await h.until(lambda: not h.m.tool_calls.busy, what="the output")
+            h.m.connect()
+            await h.up(2)
+            await h.until(lambda: len(h.done("completed")) == 2, what="the answer after the tool")
+        return h
+
+    h = run(scenario)
+    outputs = [e for e in h.sent("conversation.item.create") if e["item"]["type"] == "function_call_output"]
+    assert [json.loads(e["item"]["output"]) for e in outputs] == [{"ok": True}]
+    assert not h.errors()
+    h.check_conformance()
+
+
 def test_a_command_tool_and_an_unknown_tool(tmp_path) -> None:  # type: ignore[no-untyped-def]
     script = tmp_path / "battery"
     script.write_text('#!/bin/sh\nread args\necho "{\\"percent\\": 87, \\"args\\": $args}"\n')

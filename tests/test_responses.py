@@ -151,3 +151,50 @@ def test_the_turn_an_answer_was_asked_for_stays_with_it_until_its_done() -> None
     t.next_request(0.0)
     t.on_created("r3")
     assert t.turn_of("r3") is None
+
+
+def test_a_departed_controller_leaves_at_most_one_answer_and_others_keep_theirs() -> None:
+    """Regression (issue 15): 807 billed answers from one client, still speaking 60 s after it left."""
+    t = ResponseTracker()
+    t.want("flood 0", owner="robot")
+    request = t.next_request(0.0)
+    assert request is not None and request.owner == "robot"
+    for i in range(1, 5):
+        t.want(f"flood {i}", owner="robot")
+    t.want("other 0", owner="panel")
+    t.want("device's own")
+    assert t.drop_owner("robot") == 4  # its answer in flight goes on; the four waiting are dropped
+    assert t.in_flight is not None and t.in_flight.instructions == "flood 0"
+    t.on_created("r1")
+    t.on_done("r1", called_tools=False, completed=True)
+    left = []
+    while (request := t.next_request(0.0)) is not None:
+        left.append(request.instructions)
+        t.in_flight = None
+    assert left == ["other 0", "device's own"]
+
+
+def test_a_controller_that_asks_and_leaves_is_still_answered_once() -> None:
+    """`edgevoice ctl speak` connects, asks and leaves: its one answer must not be lost behind another."""
+    t = ResponseTracker()
+    asked(t, "the answer playing")
+    t.want("battery low", owner="ctl")
+    t.want("and again", owner="ctl")
+    assert t.drop_owner("ctl") == 1
+    assert t.answers_coming == 2  # the one asked for, and the controller's first
+    t.on_created("r1")
+    t.on_done("r1", called_tools=False, completed=True)
+    request = t.next_request(0.0)
+    assert request is not None and request.instructions == "battery low"
+
+
+def test_a_departed_controllers_answer_refused_as_busy_is_kept_once() -> None:
+    t = ResponseTracker()
+    t.want("mine", owner="robot")
+    assert t.next_request(0.0) is not None
+    t.on_refused()  # queued again, in front
+    t.want("mine too", owner="robot")
+    assert t.drop_owner("robot") == 1
+    t.on_done("vad1", called_tools=False, completed=True)
+    request = t.next_request(0.0)
+    assert request is not None and request.instructions == "mine" and t.next_request(0.0) is None

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from edgevoice.realtime.tool_schema import MAX_BYTES, MAX_DEPTH, schema_problem
+from edgevoice.realtime.tool_schema import MAX_BYTES, MAX_DEPTH, refused_tools, schema_problem
 from edgevoice.realtime.tools import BadSchema, NameTaken, Tool, ToolRegistry
 
 
@@ -68,3 +68,14 @@ def test_the_registry_refuses_a_bad_schema_and_a_taken_name() -> None:
     registry.register(Tool("arm", "", {"type": "object", "properties": {}}, never, owner="robot"))
     with pytest.raises(NameTaken, match="already served by robot"):
         registry.register(Tool("arm", "", {"type": "object", "properties": {}}, never, owner="other"))
+
+
+def test_the_tool_a_server_error_blames_is_found_by_its_param_or_its_name_in_the_message() -> None:
+    declared = [{"type": "function", "name": "arm"}, {"type": "function", "name": "wheels"}]
+    assert refused_tools("Invalid schema", "session.tools[1].parameters", declared) == ["wheels"]
+    assert refused_tools("Invalid schema for function 'arm': no", None, declared) == ["arm"]
+    assert refused_tools("Invalid schema", "session.tools[7].parameters", declared) == []  # not one we sent
+    assert refused_tools("Invalid value: 'arm'", "session.voice", declared) == []  # not about tools
+    assert refused_tools("a tool is invalid", "session.tools", declared) == []  # names none: drop none
+    # the name wins over an index that may point into an earlier update's list
+    assert refused_tools("Invalid schema for function 'arm'", "session.tools[1].parameters", declared) == ["arm"]

@@ -43,10 +43,16 @@ class DeviceControl(Protocol):
         usage (UsageMeter.snapshot()). Called on every `status`, `hello` and `subscribe`: keep it cheap."""
         ...
 
-    def execute(self, command: DeviceCommand) -> dict[str, Any]:
+    def execute(self, command: DeviceCommand, owner: str | None = None) -> dict[str, Any]:
         """Run a device command (commands.py: `Listen`, `Say`, `Volume`, a checked `Picture`, ...) and return
         its result (JSON-able; `{}` when there is nothing to say). A command this device does not know or
-        cannot do raises ControlError(UNAVAILABLE)."""
+        cannot do raises ControlError(UNAVAILABLE). `owner` says which client sent it (as for tools): the
+        answers it asks for are that client's, and `release(owner)` drops those still waiting."""
+        ...
+
+    def release(self, owner: str) -> None:
+        """The client `owner` has gone: drop the answers it asked for that still wait (all but one: the one
+        under way, or else its first, so that a client that asks and leaves is still answered)."""
         ...
 
     def register_tool(

@@ -52,6 +52,8 @@ class ControlClient:
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self.closed_because: ControlError | None = None
+        self.refused_tools: dict[str, str] = {}  # tools of ours the server refused: name -> its message
+        self._refusal = asyncio.Event()
 
     async def __aenter__(self) -> ControlClient:
         await self.connect()
@@ -168,6 +170,13 @@ class ControlClient:
             del self._tools[name]
             raise
 
+    async def wait_refused(self) -> tuple[str, str]:
+        """Until the server refuses a tool this client serves (the device dropped it): its name and the
+        server's message (see `refused_tools` for all of them)."""
+        await self._refusal.wait()
+        name = next(reversed(self.refused_tools))
+        return name, self.refused_tools[name]
+
     async def _answer(self, call_id: str, name: str, arguments: str) -> None:
         handler = self._tools[name]
         try:
@@ -235,6 +244,10 @@ class ControlClient:
             cancelled = self._calls.pop(str(event.get("call_id")), None)
             if cancelled is not None:
                 cancelled.cancel()
+        if name == "tool_refused" and self._tools.pop(str(event.get("name")), None) is not None:
+            log.warning("control: the server refused the tool %s: %s", event.get("name"), event.get("message"))
+            self.refused_tools[str(event.get("name"))] = str(event.get("message", ""))
+            self._refusal.set()
         if len(self._events) == self._events.maxlen:
             self._dropped += 1
         self._events.append(event)

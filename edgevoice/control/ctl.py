@@ -239,6 +239,12 @@ async def _serve_command(client: ControlClient, args: argparse.Namespace) -> int
     async def serve() -> None:
         await client.serve_tool(name, args.description, args.parameters, run, timeout_s=args.timeout)
         print(f"edgevoice ctl: serving the tool {name!r}; Ctrl-C to stop", file=sys.stderr)
-        await client.wait_closed()
+        closed = asyncio.ensure_future(client.wait_closed())
+        refused = asyncio.ensure_future(client.wait_refused())
+        await asyncio.wait([closed, refused], return_when=asyncio.FIRST_COMPLETED)
+        closed.cancel()
+        if refused.done():
+            raise ControlError("tool_refused", f"the Realtime server refused the tool: {refused.result()[1]}")
+        refused.cancel()
 
     return await _until_interrupted(client, serve())

@@ -23,5 +23,6 @@ EVENTS = (
     "volume",  # level
     "button",  # button, gesture, action, phase
 )
-SERVER_EVENTS = ("dropped", "tool_cancelled")  # a slow reader's lost events; a tool call nobody waits for now
+# a slow reader's lost events; a tool call nobody waits for now; a tool of yours the server refused (name, message)
+SERVER_EVENTS = ("dropped", "tool_cancelled", "tool_refused")
 SUBSCRIBABLE = EVENTS  # what `subscribe` takes (server events come whether subscribed or not)

@@ -231,12 +231,16 @@ class ControlServer:
             log.debug("control: client %d: %s", client.number, exc)
 
     def _release(self, client: Client) -> None:
-        """The client is gone: forget it, and release its tools and calls."""
+        """The client is gone: forget it, release its tools and calls, drop the answers it still waits for."""
         if client.gone:
             return
         client.gone = True
         self.clients.pop(client.number, None)
         self.tools.release(client)
+        try:
+            self.device.release(client.owner)
+        except Exception:  # a bug in the device must not keep a departed client's slot
+            log.exception("control: releasing the requests of client %d failed", client.number)
 
     # ---- requests ---------------------------------------------------------------------------------------
 
@@ -295,7 +299,7 @@ class ControlServer:
     async def _run(self, client: Client, command: Command) -> dict[str, Any]:
         """A device command goes to the device as it is; the others concern the connection."""
         if isinstance(command, DeviceCommand):
-            return self.device.execute(command)
+            return self.device.execute(command, client.owner)
         match command:
             case Hello():
                 return self._hello(client)
@@ -355,7 +359,7 @@ class ControlServer:
                     return {"received": client.images.pending, "complete": False}
         except ImageError as exc:
             raise ControlError(errors.BAD_REQUEST, f"image: {exc}") from None
-        self.device.execute(picture)
+        self.device.execute(picture, client.owner)
         return {"received": len(picture.data), "complete": True, "mime": picture.mime}
 
     def _subscribe(self, client: Client, names: tuple[str, ...] | None) -> dict[str, Any]:
@@ -376,6 +380,9 @@ class ControlServer:
         try:
             name = event.get("event")
             if not isinstance(name, str):
+                return
+            if name == "tool_refused":
+                self.tools.refused(self.clients.values(), event)
                 return
             line: bytes | None = None
             for client in self.clients.values():

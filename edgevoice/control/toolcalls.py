@@ -3,7 +3,8 @@
 A tool a client registers goes to the device (`DeviceControl.register_tool`) with a handler that sends the
 client a `tool_call` event and waits for its `tool.result`; the device applies the timeout (and the client
 is told with `tool_cancelled`). When a client goes away its tools are unregistered and its unanswered calls
-get an error output at once, so the model is never left waiting.
+get an error output at once, so the model is never left waiting. A tool the server refuses is dropped by the
+device, and its owner is told with `tool_refused`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from edgevoice.control.api import ControlError, DeviceControl, ToolCallHandler
@@ -84,6 +86,16 @@ class ToolBroker:
                     tool_error(f"the controller serving this tool disconnected before answering ({call_id})")
                 )
         client.calls.clear()
+
+    def refused(self, clients: Iterable[Client], event: dict[str, Any]) -> None:
+        """The device dropped a tool the server refused (`event`: name, owner, message): its owner no longer
+        serves it, and is told why (a `tool_refused` event, subscribed or not)."""
+        name, owner = event.get("name"), event.get("owner")
+        for client in clients:
+            if client.owner == owner and name in client.tools:
+                client.tools.discard(name)
+                client.send({"event": "tool_refused", "name": name, "message": event.get("message", "")})
+                log.warning("control: the server refused the tool %s of client %d", name, client.number)
 
     def _handler(self, client: Client, name: str) -> ToolCallHandler:
         async def handle(call_id: str, arguments: str) -> str:

@@ -217,9 +217,11 @@ class ConversationCore:
         self._link.commit_input()
         self._await_answer(turn=TurnAudio(sent_ms=turn.ms, speech_ms=speech))
 
-    def _await_answer(self, instructions: str | None = None, *, turn: TurnAudio | None = None) -> None:
+    def _await_answer(
+        self, instructions: str | None = None, *, turn: TurnAudio | None = None, owner: str | None = None
+    ) -> None:
         """Ask for the answer to what the visitor said, and show that it is being thought about."""
-        self._link.create_response(instructions, turn=turn)
+        self._link.create_response(instructions, turn=turn, owner=owner)
         self.turn.ended_at = self._clock()
         self._set_phase(Phase.THINKING)
 

@@ -145,8 +145,9 @@ class Conversation(ConversationCore):
             raise NotNow(f"nothing to cancel: the assistant is not answering (the device is {self.state})")
         self._stop_answer()
 
-    def say(self, text: str) -> None:
-        """The visitor's words as text (no microphone needed), then the answer."""
+    def say(self, text: str, owner: str | None = None) -> None:
+        """The visitor's words as text (no microphone needed), then the answer; `owner`: the controller that
+        sent them (when it leaves before its answer was asked for, the answer is dropped: `release`)."""
         self._check(microphone=False)
         if self.phase.answering:
             self._interrupt()
@@ -155,27 +156,34 @@ class Conversation(ConversationCore):
             self._link.clear_input()
             self.turn.holding = False
         self._link.send_text(text)
-        self._await_answer()
+        self._await_answer(owner=owner)
 
-    def speak(self, text: str) -> None:
-        """Make the assistant say `text` as written, after what it is saying now."""
+    def speak(self, text: str, owner: str | None = None) -> None:
+        """Make the assistant say `text` as written, after what it is saying now (`owner`: as for `say`)."""
         self._check(microphone=False)
         if self._link.responses.full:
             raise Busy("answers already wait to be spoken: wait for them (or `cancel`) before asking for more")
         self._open_conversation()
-        self._link.create_response(SAY_EXACTLY + text)
+        self._link.create_response(SAY_EXACTLY + text, owner=owner)
         if self.phase in (Phase.IDLE, Phase.LISTENING) and not self.turn.speech and not self.turn.holding:
             self._set_phase(Phase.THINKING)
 
-    def image(self, image_url: str, prompt: str | None) -> None:
-        """A picture into the conversation; with a prompt, the assistant answers about it."""
+    def image(self, image_url: str, prompt: str | None, owner: str | None = None) -> None:
+        """A picture into the conversation; with a prompt, the assistant answers about it (`owner`: as for
+        `say`)."""
         self._check(microphone=False)
         self._open_conversation()
         self._link.send_image(image_url, prompt)
         if prompt:
             if self.phase.answering:
                 self._interrupt()
-            self._await_answer()
+            self._await_answer(owner=owner)
+
+    def release(self, owner: str) -> int:
+        """The controller `owner` has gone: the answers it asked for that still wait are dropped (all but one:
+        the one under way, or else its first, so that a controller that asks and leaves is still answered).
+        Returns how many were dropped."""
+        return self._link.drop_requests(owner)
 
     # ---- the microphone ------------------------------------------------------------------------------
 

@@ -7,8 +7,8 @@ A session cannot be resumed: after a drop, a rollover or `session_expired` the n
 - the audio of the visitor's turn that the server has not acknowledged yet (bounded by the outage buffer:
   the oldest frames fall out, and the loss is reported once the link is back);
 - a commit the server has not acknowledged;
-- events that had to wait for a session (a picture, tool outputs), bounded in count and bytes: a request that
-  does not fit is refused (`LinkBusy`); a tool output always fits (the model waits for it).
+- events that had to wait for a session (a picture), bounded in count and bytes: a request that does not fit
+  is refused (`LinkBusy`). (A typed `say` and a tool's output are not kept here: the history replays them.)
 
 `hand_over(session)` gives a fresh session all of it, in that order.
 """

@@ -53,3 +53,13 @@ def classify_close(code: int | None, reason: str) -> SessionError:
 
 class LinkBusy(Exception):
     """A request the link cannot take now (its queues are full in events or bytes): try again later."""
+
+
+class ToolRefused(SessionError):
+    """The server refused the session because of tools we declared (`names`): drop them and open it again,
+    rather than fail the device over one controller's tool. `server_message` is what the server said."""
+
+    def __init__(self, names: list[str], server_message: str) -> None:
+        super().__init__("protocol", f"the server refused the tool(s) {', '.join(names)}: {server_message}")
+        self.names = tuple(names)
+        self.server_message = server_message

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from edgevoice.realtime.credentials import CredentialsError, SecretSource, TokenUnavailable
-from edgevoice.realtime.failures import SessionError
+from edgevoice.realtime.failures import SessionError, ToolRefused
 from edgevoice.realtime.retry import RetryPolicy
 from edgevoice.realtime.settings import ReconnectSettings
 
@@ -49,6 +49,7 @@ class LinkOwner(Protocol):
     def session_closing(self, session: RealtimeSession) -> None: ...
     def may_roll_over(self) -> bool: ...
     def link_status(self, status: LinkStatus) -> None: ...
+    def tools_refused(self, error: ToolRefused) -> bool: ...
 
 
 class SessionLink:
@@ -105,6 +106,8 @@ class SessionLink:
                     await self._pause(wait)
                     continue
                 error = await self._open()
+                if isinstance(error, ToolRefused) and self._owner.tools_refused(error):
+                    continue  # those tools are dropped: open it again at once, without them
                 was_up = error is None
                 if error is None:
                     error = await self._serve()
@@ -216,6 +219,8 @@ class SessionLink:
             await new.open()
         except (SessionError, CredentialsError, TokenUnavailable) as exc:
             log.warning("rollover failed, keeping the current session: %s", exc)
+            if isinstance(exc, ToolRefused):
+                self._owner.tools_refused(exc)  # the next try declares the others only
             return False
         self._install(new, rollover=True)
         log.info("rolled over to session %s after %.1f min", new.session_id, age_min)

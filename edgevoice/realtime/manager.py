@@ -17,11 +17,8 @@ collaborator:
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-import time
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,13 +27,15 @@ from edgevoice.realtime import events as ev
 from edgevoice.realtime import server_events as se
 from edgevoice.realtime.carryover import CarryOver
 from edgevoice.realtime.credentials import SecretSource
-from edgevoice.realtime.failures import LinkBusy, SessionError
+from edgevoice.realtime.failures import LinkBusy, SessionError, ToolRefused
 from edgevoice.realtime.history import ConversationHistory
 from edgevoice.realtime.link import LinkStatus, SessionLink
+from edgevoice.realtime.manager_hooks import Clockwork, ManagerHooks, warm_up
 from edgevoice.realtime.responses import ResponseTracker
 from edgevoice.realtime.retry import RATE_LIMIT_CODES, retry_after_from_message
 from edgevoice.realtime.settings import RealtimeSettings
 from edgevoice.realtime.tool_calls import ToolCalls
+from edgevoice.realtime.tool_schema import refused_tools
 from edgevoice.realtime.tools import ToolRegistry
 from edgevoice.realtime.usage import TurnAudio, UsageMeter
 
@@ -47,46 +46,7 @@ log = logging.getLogger(__name__)
 
 REFUSED_FALLBACK_S = 15.0  # the server refused our answer as busy and then never finished its own: ask anyway
 
-__all__ = ["Clockwork", "LinkStatus", "ManagerHooks", "SecretSource", "SessionManager"]
-
-
-def _ignore(_: Any) -> None:
-    pass
-
-
-@dataclass(frozen=True)
-class ManagerHooks:
-    """How the manager talks to the device: server events and link news out, one question in."""
-
-    on_event: Callable[[se.ServerEvent], None] = _ignore
-    on_link: Callable[[LinkStatus], None] = _ignore
-    emit: Callable[[dict[str, Any]], None] = _ignore  # device events (usage, session, notices)
-    between_turns: Callable[[], bool] = lambda: True  # may the session be swapped now?
-
-
-def _realtime_session(*args: Any, **kwargs: Any) -> RealtimeSession:
-    # The WebSocket stack (websockets, http) is loaded by `warm_up` once the device is ready, or at the first
-    # connection if that comes first: never on the way to ready.
-    from edgevoice.realtime.session import RealtimeSession
-
-    return RealtimeSession(*args, **kwargs)
-
-
-async def warm_up() -> None:
-    """Load the WebSocket stack in a worker thread, so that the first visitor does not wait for it (about 40 ms
-    here, 0.4 s on a Pi Zero 2 W's budget, 3 MB); the event loop keeps running meanwhile."""
-    await asyncio.to_thread(importlib.import_module, "edgevoice.realtime.session")
-
-
-@dataclass(frozen=True)
-class Clockwork:
-    """Time and connections, replaceable by a virtual clock in benchmarks or a fake session in tests."""
-
-    clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    session_factory: Callable[..., RealtimeSession] = field(
-        default=lambda *args, **kwargs: _realtime_session(*args, **kwargs)
-    )
+__all__ = ["Clockwork", "LinkStatus", "ManagerHooks", "SecretSource", "SessionManager", "warm_up"]
 
 
 class SessionManager:
@@ -115,6 +75,7 @@ class SessionManager:
         self._pump_timer: asyncio.TimerHandle | None = None
         self._audio_batch = 0  # samples per append (see `batch_audio`)
         self._background: set[asyncio.Task[Any]] = set()
+        self._declared: list[dict[str, Any]] = []  # the tools the session was last told of
         self.tool_calls = ToolCalls(
             self.tools,
             self.carry.history,
@@ -200,11 +161,21 @@ class SessionManager:
         if self._session is not None:
             self._session.clear_input()
 
-    def create_response(self, instructions: str | None = None, *, turn: TurnAudio | None = None) -> None:
+    def create_response(
+        self, instructions: str | None = None, *, turn: TurnAudio | None = None, owner: str | None = None
+    ) -> None:
         """Ask for an answer (sent when no other is in flight); `instructions` for this answer only; `turn`:
-        the push-to-talk turn it answers, reported with its usage."""
-        self.responses.want(instructions, turn)
+        the push-to-talk turn it answers, reported with its usage; `owner`: the controller that asked."""
+        self.responses.want(instructions, turn, owner)
         self._pump_responses()
+
+    def drop_requests(self, owner: str) -> int:
+        """`owner` (a controller) left: drop the answers it asked for that still wait (all but one, see
+        `ResponseTracker.drop_owner`); returns how many."""
+        dropped = self.responses.drop_owner(owner)
+        if dropped:
+            log.info("%s left: %d of the answers it asked for are dropped, never requested", owner, dropped)
+        return dropped
 
     def send_image(self, image_url: str, prompt: str | None = None) -> None:
         """A picture into the conversation (not replayed after a reconnect: the history keeps text only).
@@ -237,10 +208,10 @@ class SessionManager:
             self._session.send(event)
 
     def _send_tool_output(self, event: dict[str, Any]) -> None:
+        # Without a session the history's replay carries the output, after its call, into the next session
+        # (kept here too, it reached that session twice).
         if self._session is not None:
             self._session.send(event)
-        else:
-            self.carry.keep(event, always=True)  # the model waits for it: never refused
 
     # ---- one response in flight -----------------------------------------------------------------------
 
@@ -292,6 +263,10 @@ class SessionManager:
                 # Our cancel crossed the server's own (server VAD interrupts too) or the answer's end: benign.
                 log.debug("cancel arrived after the response had ended")
                 return
+            case se.ServerError(message=message, param=param) if blamed := self._tools_blamed(message, param):
+                # Our tools update was refused because of a tool: drop it, and the update goes again without it.
+                self.tools_refused(ToolRefused(blamed, message))
+                return
             case se.ServerError(code="conversation_already_has_active_response"):
                 # A response we did not ask for (server VAD) is under way: ours goes after its response.done.
                 self.responses.on_refused()
@@ -339,7 +314,26 @@ class SessionManager:
 
     def _tools_changed(self) -> None:
         if self._session is not None:
-            self._session.send(ev.tools_update(self.tools.declarations()))
+            self._declared = self.tools.declarations()
+            self._session.send(ev.tools_update(self._declared))
+
+    def _tools_blamed(self, message: str, param: str | None) -> list[str]:
+        """The tools a server error during a session blames: only an error about the session's tools or a
+        schema counts (an error about a call's output that quotes a tool's name does not)."""
+        if not ((param or "").startswith("session.tools") or "schema" in message.lower()):
+            return []
+        return refused_tools(message, param, self._declared)
+
+    def tools_refused(self, error: ToolRefused) -> bool:
+        """The server refused tools we declared: drop them and tell their owners (a `tool_refused` event),
+        rather than fail the session. True if any was dropped."""
+        dropped = self.tools.drop(error.names)
+        for tool in dropped:
+            log.warning("the server refused the tool %s of %s: %s", tool.name, tool.owner, error.server_message)
+            self._hooks.emit(
+                {"event": "tool_refused", "name": tool.name, "owner": tool.owner, "message": error.server_message}
+            )
+        return bool(dropped)
 
     # ---- the link's life (SessionLink asks) ---------------------------------------------------------
 
@@ -355,7 +349,8 @@ class SessionManager:
         def on_event(event: se.ServerEvent) -> None:
             self._handle(session, event)
 
-        session = self._factory(self.settings, secret, on_event, tools=self.tools.declarations())
+        self._declared = self.tools.declarations()
+        session = self._factory(self.settings, secret, on_event, tools=self._declared)
         return session
 
     def session_installed(self, session: RealtimeSession, *, rollover: bool) -> None:

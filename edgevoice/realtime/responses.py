@@ -8,7 +8,9 @@ The Realtime server takes one response at a time: a `response.create` while anot
   started), or the server's own (server VAD answers by itself),
 - the responses cancelled by a barge-in, whose late audio nobody must play,
 - whether the last response ended by calling tools (the answer then comes in a response after the tools ran),
-- how long a rate limit holds the next request back.
+- how long a rate limit holds the next request back,
+- who asked for each answer (`owner`: a controller), so that a controller that leaves takes its waiting
+  answers with it (`drop_owner`).
 
 It is pure: the session manager feeds it the server's events and sends what it decides; the conversation
 asks it (through `ResponseView`) whether an answer is still coming. Nothing here does I/O or keeps time.
@@ -35,6 +37,15 @@ class Stage(Enum):
     RUNNING = "running"  # created: the server is generating it
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """An answer asked for and not yet requested: its instructions, the turn it answers, who asked."""
+
+    instructions: str | None = None
+    turn: TurnAudio | None = None
+    owner: str | None = None  # a controller (its control-socket id); None: the device itself
+
+
 @dataclass
 class InFlight:
     """The one response the server is working on (or that we asked for)."""
@@ -46,13 +57,19 @@ class InFlight:
     ours: bool = True  # False: the server started it itself (server VAD)
     audio: bool = False  # some of its audio arrived (the visitor may have heard part of it)
     cancel_when_created: bool = False
+    owner: str | None = None  # who asked for it (see `Wanted.owner`)
+
+    @property
+    def wanted(self) -> Wanted:
+        """It, as an answer to ask for again."""
+        return Wanted(self.instructions, self.turn, self.owner)
 
 
 class ResponseTracker:
     """One response in flight, the answers waiting, and the cancelled ones. See the module docstring."""
 
     def __init__(self) -> None:
-        self._queue: deque[tuple[str | None, TurnAudio | None]] = deque()  # answers wanted, not yet requested
+        self._queue: deque[Wanted] = deque()  # answers wanted, not yet requested
         self.in_flight: InFlight | None = None
         self._dropped: deque[str] = deque(maxlen=DROPPED_KEPT)
         self.awaiting_tools = False  # the last response called tools; their answer comes next
@@ -93,8 +110,8 @@ class ResponseTracker:
 
     # ---- what the session manager tells it ----------------------------------------------------------
 
-    def want(self, instructions: str | None = None, turn: TurnAudio | None = None) -> None:
-        self._queue.append((instructions, turn))
+    def want(self, instructions: str | None = None, turn: TurnAudio | None = None, owner: str | None = None) -> None:
+        self._queue.append(Wanted(instructions, turn, owner))
 
     def next_request(self, now: float) -> InFlight | None:
         """The answer to request now (send `response.create` with its instructions), or None: nothing now.
@@ -103,8 +120,8 @@ class ResponseTracker:
         """
         if not self._queue or self.in_flight is not None or now < self.hold_until:
             return None
-        instructions, turn = self._queue.popleft()
-        self.in_flight = InFlight(Stage.ASKED, instructions, turn)
+        wanted = self._queue.popleft()
+        self.in_flight = InFlight(Stage.ASKED, wanted.instructions, wanted.turn, owner=wanted.owner)
         return self.in_flight
 
     def wait_s(self, now: float) -> float:
@@ -147,7 +164,7 @@ class ResponseTracker:
         """The server is busy with a response of its own: ours goes again after that one's end."""
         f = self.in_flight
         if f is not None and f.stage is Stage.ASKED:
-            self._queue.appendleft((f.instructions, f.turn))
+            self._queue.appendleft(f.wanted)
             f.stage = Stage.REFUSED
 
     def give_up_waiting(self) -> bool:
@@ -184,8 +201,28 @@ class ResponseTracker:
             return None  # cancelled already: nothing to report, nothing to ask again
         if f.stage is Stage.RUNNING and f.audio:
             return f
-        self._queue.appendleft((f.instructions, f.turn))
+        self._queue.appendleft(f.wanted)
         return None
+
+    def drop_owner(self, owner: str) -> int:
+        """`owner` (a controller) has left: the answers it asked for and that still wait are dropped, except one,
+        so that a controller that asks and leaves (`edgevoice ctl speak`) is still answered. That one is the
+        answer in flight if it is the owner's (asked for or running: it goes on), else its earliest waiting.
+        Returns how many were dropped (none of them was sent, so none is billed)."""
+        f = self.in_flight
+        keep_one = not (f is not None and f.owner == owner and f.stage is not Stage.REFUSED)
+        kept: deque[Wanted] = deque()
+        dropped = 0
+        for wanted in self._queue:
+            if wanted.owner != owner:
+                kept.append(wanted)
+            elif keep_one:
+                keep_one = False
+                kept.append(wanted)
+            else:
+                dropped += 1
+        self._queue = kept
+        return dropped
 
     def on_session_closed(self) -> bool:
         """We close the session on purpose. Returns True if a running response should be cancelled first."""

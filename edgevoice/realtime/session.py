@@ -24,8 +24,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from edgevoice import __version__
 from edgevoice.realtime import events, server_events
-from edgevoice.realtime.failures import FATAL_ERROR_KINDS, ErrorKind, SessionError, classify_close
+from edgevoice.realtime.failures import FATAL_ERROR_KINDS, ErrorKind, SessionError, ToolRefused, classify_close
 from edgevoice.realtime.settings import RealtimeSettings
+from edgevoice.realtime.tool_schema import refused_tools
 from edgevoice.realtime.urls import is_loopback_host
 
 log = logging.getLogger(__name__)
@@ -193,13 +194,17 @@ class RealtimeSession:
         log.info("realtime session %s open (%s)", self.session_id or "?", self.settings.model)
 
     async def _expect(self, kind: type) -> None:
-        """Read frames until one of `kind`; an error event during set-up fails the session."""
+        """Read frames until one of `kind`; an error event during set-up fails the session (ToolRefused when it
+        blames tools our session.update declared)."""
         assert self._ws is not None
         while True:
             event = self._parse(await self._ws.recv())
             if isinstance(event, server_events.SessionStarted):
                 self.session_id = event.session_id
             if isinstance(event, server_events.ServerError):
+                blamed = refused_tools(event.message, event.param, self.tools or [])
+                if blamed and kind is server_events.SessionConfigured:  # our session.update declared them
+                    raise ToolRefused(blamed, event.message)
                 kind_: ErrorKind = FATAL_ERROR_KINDS.get(event.code or "", "protocol")  # type: ignore[assignment]
                 raise SessionError(kind_, f"the server refused the session: {event.message} ({event.code})")
             if isinstance(event, kind):

@@ -9,6 +9,7 @@ the subset of JSON Schema that function tools use: an object at the top, known t
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 MAX_DEPTH = 8  # nested schemas (properties of properties of ...)
@@ -64,3 +65,30 @@ def _problem(schema: Any, where: str, depth: int) -> str | None:
                 if (problem := _problem(sub, f"{where}.{key}[{i}]", depth + 1)) is not None:
                     return problem
     return None
+
+
+_TOOL_PARAM = re.compile(r"(?:^|\.)tools\[(\d+)\]")
+_QUOTED = re.compile(r"""['"`]([A-Za-z0-9_-]{1,64})['"`]""")
+
+
+def refused_tools(message: str, param: str | None, declared: list[dict[str, Any]]) -> list[str]:
+    """The tools of `declared` (the list our last `session.update` sent) that a server's error blames, or []
+    when it is not about a tool. The server names the culprit in its message ("Invalid schema for function
+    'arm': ...") or by `param` (`session.tools[2].parameters`); the name is trusted first, as an index may
+    point into an update sent before the last one. A message about tools that names none blames none (the
+    caller cannot tell which to drop)."""
+    names = [str(tool.get("name", "")) for tool in declared]
+    param = param or ""
+    index = _TOOL_PARAM.search(param)
+    if (
+        index is None
+        and not param.startswith(("session.tools", "tools"))
+        and not re.search(r"tool|function", message, re.I)
+    ):
+        return []
+    named = [name for name in dict.fromkeys(_QUOTED.findall(message)) if name in names]
+    if named:
+        return named
+    if index is not None and int(index.group(1)) < len(names):
+        return [names[int(index.group(1))]]
+    return []

@@ -105,6 +105,13 @@ class ToolRegistry:
             self._changed()
         return gone
 
+    def drop(self, names: tuple[str, ...]) -> list[Tool]:
+        """Remove these tools whoever serves them (the server refused them); returns the ones removed."""
+        gone = [tool for name in dict.fromkeys(names) if (tool := self._tools.pop(name, None)) is not None]
+        if gone:
+            self._changed()
+        return gone
+
     def _changed(self) -> None:
         for listener in list(self._listeners):
             try:

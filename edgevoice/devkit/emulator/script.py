@@ -95,6 +95,10 @@ class EmulatorSettings:
     vad_floor_dbfs: float = -60.0
     """Energy VAD: a 20 ms frame is speech when its RMS exceeds `vad_floor_dbfs + 50 * threshold` dBFS
     (threshold 0.5 -> -35 dBFS by default)."""
+    refused_tools: tuple[str, ...] = ()
+    """Function tools whose schema the emulator refuses, as the real server refuses a schema it cannot use:
+    a `session.update` declaring one gets an `invalid_request_error` (code `invalid_function_parameters`,
+    param `session.tools[i].parameters`) and changes nothing (see `RealtimeEmulator.refuse_tools`)."""
     record_events: bool = True
     """Keep every event in `RealtimeEmulator.received` / `.sent`. Tests want this; a long-running
     `edgevoice emulator` should turn it off, or the lists grow by the audio it streams (~0.2 GB/hour)."""

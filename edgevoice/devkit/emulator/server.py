@@ -226,6 +226,10 @@ class RealtimeEmulator:
             self._unstalled.set()
             self._resume_reading(list(self._connections))
 
+    def refuse_tools(self, *names: str) -> None:
+        """From now on, refuse every `session.update` that declares one of these function tools (none: stop)."""
+        self.settings = replace(self.settings, refused_tools=names)
+
     def fail_handshakes(self, status: int, count: int = 1, *, retry_after: float | None = None) -> None:
         """Answer the next `count` handshakes with HTTP `status` (and a Retry-After header if given)."""
         self._handshake_rules.fail_next(status, count, retry_after)

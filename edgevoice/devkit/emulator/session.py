@@ -170,6 +170,14 @@ class EmulatorSession:
     async def _on_session_update(self, event: Event) -> None:
         check_keys(event, ("type", "event_id", "session"), "")
         new = apply_session_update(self.config, required(event, "session", ""))
+        for index, tool in enumerate(new.get("tools") or ()):
+            if tool.get("name") in self._link.settings.refused_tools:
+                raise ClientError(
+                    "invalid_function_parameters",
+                    f"Invalid schema for function '{tool['name']}': the schema is not supported "
+                    "(the emulator was told to refuse this tool).",
+                    f"session.tools[{index}].parameters",
+                )
         old_output, new_output = self.config["audio"]["output"], new["audio"]["output"]
         if new_output["voice"] != old_output["voice"] and self.items.has_assistant_audio():
             raise ClientError(
