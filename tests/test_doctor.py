@@ -21,7 +21,7 @@ from edgevoice.config import Config
 from edgevoice.devkit.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.devkit.sound_card import MIC, MIC_FAST, SPEAKER, SPEAKER_FAST
 from edgevoice.doctor import Context, Finding, diagnose, local, report
-from edgevoice.hw.profiles import check_board
+from edgevoice.hw.detect import check_board
 from edgevoice.hw.settings import HardwareSettings
 
 KEY = "sk-" + "proj-doctor0123456789abcdef"

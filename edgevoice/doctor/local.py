@@ -27,8 +27,8 @@ from edgevoice.audio.devices import (
 )
 from edgevoice.config import ConfigError, config_warnings, load_config
 from edgevoice.doctor import Context, Finding
+from edgevoice.hw.detect import check_board
 from edgevoice.hw.gpio import HardwareError, explain_gpio_error, make_pin_factory
-from edgevoice.hw.profiles import check_board
 
 CONTROL_SOCKET = "/run/edgevoice/control.sock"
 SILENT_PEAK = 33  # int16 peak below -60 dBFS: nothing is reaching the microphone
@@ -36,7 +36,7 @@ CLIPPED_FRACTION = 0.01  # more than 1 % of samples at full scale
 DUPLEX_S = 1.0  # how long the audio check runs the microphone and the speaker together
 
 # A board check for `[hardware] profile`: called with the profile's name, returns a problem or None.
-# edgevoice.hw.profiles.check_board; tests may set another.
+# edgevoice.hw.detect.check_board; tests may set another.
 ProfileChecker = Callable[[str], "str | None"]
 profile_checker: ProfileChecker | None = None
 
