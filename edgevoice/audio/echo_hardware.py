@@ -13,7 +13,7 @@ played reference for:
 - the gate as a fallback: the echo that is left, `residual_db` (the microphone's energy over the energy played,
   in blocks of `_BLOCK_S` of playback, the median of the last `_BLOCKS` blocks, which a visitor talking now and
   then hardly moves), says whether the device's canceller works. Until `_VERIFY_BLOCKS` blocks have been
-  measured, and whenever the residual is above `_WORKING_RESIDUAL_DB` (the device does not cancel: the raw
+  measured, and whenever the residual is above `WORKING_RESIDUAL_DB` (the device does not cancel: the raw
   channel is captured, its canceller is off, or the answers are not played through it), the microphone is
   attenuated while the device speaks, as `[audio] echo = "gate"` does, and a warning says why.
 
@@ -39,7 +39,7 @@ _VERIFY_BLOCKS = 2  # blocks measured before the device's canceller is trusted (
 # A working canceller returns the played sound at least this far down (the residual over what was played).
 # The direct echo of a speaker a few cm from the microphone comes back at -10 to +6 dB; a device's canceller
 # takes 25 dB or more off it. Between the two: a canceller that works poorly, better gated than trusted.
-_WORKING_RESIDUAL_DB = -20.0
+WORKING_RESIDUAL_DB = -20.0
 _HYSTERESIS_DB = 3.0  # a working canceller is distrusted again only above the limit plus this
 
 
@@ -55,7 +55,7 @@ class DeviceEchoCancellation:
         *,
         hang_ms: float = 200.0,
         attenuation_db: float = 40.0,
-        working_residual_db: float = _WORKING_RESIDUAL_DB,
+        working_residual_db: float = WORKING_RESIDUAL_DB,
     ) -> None:
         self.sample_rate = sample_rate
         self.frame_samples = frame_samples
