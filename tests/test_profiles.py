@@ -213,3 +213,10 @@ def test_profiles_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert several.returncode == 0 and "adafruit-voice-bonnet" in several.stdout and "respeaker-2mic" in several.stdout
     nothing = profiles_cli("detect", *roots)
     assert nothing.returncode == 1 and "no profile matches this machine" in nothing.stdout
+
+
+def test_every_shipped_board_is_in_the_hardware_doc() -> None:
+    doc = (BUILTIN_DIR.parent / "docs" / "hardware.md").read_text()
+    for name in SHIPPED:
+        # Once in the table of boards, once in the table of what works and how it was checked.
+        assert doc.count(f"| `{name}` |") == 2, name
