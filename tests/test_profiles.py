@@ -142,6 +142,20 @@ def test_a_bad_profile_is_reported_against_its_own_file(tmp_path: Path, body: st
         ("[button]\npin = 5\n", r"a profile starts with a \[profile\] table"),
         ("[profile]\ntitle = 'x'\nsources = ['y']\ncolour = 'red'\n", r"unknown key \[profile\] colour"),
         ("[profile\n", r"not valid TOML"),
+        (
+            "[profile]\ntitle = 'x'\nsources = ['y']\nusb_ids = ['2886-0018']\n",
+            r"usb_ids: '2886-0018' is not a USB id; write vendor:product in hex",
+        ),
+        ("[profile]\ntitle = 'x'\nsources = ['y']\ngeneric = 'yes'\n", r"\[profile\] generic must be true or false"),
+        (
+            "[profile]\ntitle = 'x'\nsources = ['y']\n[audio]\nhardware_aec = true\n",
+            r"hardware_aec = true needs \[profile\] processed_channel",
+        ),
+        (
+            "[profile]\ntitle = 'x'\nsources = ['y']\nprocessed_channel = 0\n[audio]\nhardware_aec = true\n"
+            "input_channel = 2\n",
+            r"\[audio\] input_channel = 2 is not the processed channel \(0\)",
+        ),
     ],
 )
 def test_malformed_profile_files(tmp_path: Path, text: str, expected: str) -> None:

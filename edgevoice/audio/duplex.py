@@ -5,12 +5,13 @@ device's own with `[audio] hardware_aec`), `gate` and `off`.
     cleaned = echo.process(near, far)      # per capture frame, `far` from an EchoReference
     if vad.process(cleaned, echo.echo_level): ...    # a visitor started talking
 
-`EchoFrontEnd` puts the three together for the daemon: one call per capture frame.
+`EchoFrontEnd` puts reference, echo control and voice detector together for the daemon: one call per capture frame.
 
 `echo_level` tells a voice detector how loud the device's own voice is in the microphone: the canceller's
-estimate of the echo power (mean square, int16 units, held while the room rings on), 0 when the device is
-silent, and infinity while the microphone cannot be trusted at all (the gate is closed, or `off` while the
-device speaks). The detector learns how much of that level gets through to `cleaned`.
+estimate of the echo power (mean square, int16 units, held while the room rings on; on a device that cancels
+its own echo, the power it played), 0 when the device is silent, and infinity while the microphone cannot be
+trusted at all (the gate is closed, or `off` while the device speaks). The detector learns how much of that
+level gets through to `cleaned`.
 """
 
 from __future__ import annotations
