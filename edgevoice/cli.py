@@ -92,17 +92,17 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
             print(f"edgevoice: {exc}", file=sys.stderr)
             return 2
         return 0
-    detection = hwp.detect(hwp.list_profiles(), _read_text(args.cards), _read_text(args.model))
-    print(hwp.describe_detection(detection))
-    return 0 if detection.matches else 1
+    from edgevoice.hw import detect as hwd
 
-
-def _read_text(path: str) -> str:
-    """A /proc or /sys file's text, or "" when it does not exist (no sound cards, not a Pi)."""
-    try:
-        return Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
+    machine = hwd.read_machine(
+        Path(args.sysfs),
+        Path(args.procfs),
+        cards_path=Path(args.cards) if args.cards else None,
+        model_path=Path(args.model) if args.model else None,
+    )
+    detection = hwd.detect(hwp.list_profiles(), machine)
+    print(hwd.describe_detection(detection))
+    return 0 if detection.best else 1
 
 
 def _cmd_ctl(args: argparse.Namespace) -> int:
@@ -165,8 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     profiles = sub.add_parser("profiles", help="hardware profiles: list, show NAME, detect this board")
     profiles.add_argument("action", choices=("list", "show", "detect"))
     profiles.add_argument("name", nargs="?", help="the profile to show")
-    profiles.add_argument("--cards", default="/proc/asound/cards", help="the sound card list to detect from")
-    profiles.add_argument("--model", default="/proc/device-tree/model", help="the board model to detect from")
+    profiles.add_argument("--sysfs", default="/sys", help="where sysfs is (USB and I2C devices)")
+    profiles.add_argument("--procfs", default="/proc", help="where procfs is (sound cards, board model)")
+    profiles.add_argument("--cards", help="the sound card list to detect from (default: PROCFS/asound/cards)")
+    profiles.add_argument("--model", help="the board model to detect from (default: PROCFS/device-tree/model)")
     profiles.set_defaults(func=_cmd_profiles)
 
     from edgevoice.control.ctl import add_arguments as add_ctl_arguments

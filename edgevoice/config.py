@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from edgevoice.audio.settings import AudioSettings
+from edgevoice.audio.mixer import mixer_problems
+from edgevoice.audio.settings import AudioSettings, MixerSettings
 from edgevoice.control.settings import ControlSettings
 from edgevoice.conversation.settings import ConversationSettings
 from edgevoice.hw.gestures import gesture_problems
@@ -61,6 +62,7 @@ class Config:
     button: ButtonSettings = ButtonSettings()
     buttons: dict[str, ButtonSettings] = field(default_factory=dict)  # more buttons: [buttons.NAME]
     leds: LedSettings = LedSettings()
+    mixer: MixerSettings = MixerSettings()
     hardware: HardwareSettings = HardwareSettings()
     conversation: ConversationSettings = ConversationSettings()
     control: ControlSettings = ControlSettings()
@@ -256,6 +258,8 @@ def _check_combinations(config: Config, source: str) -> None:
             f"{source}: [audio] input_channel = {audio.input_channel}: the microphone has "
             f"input_channels = {audio.input_channels} (channels count from 0)"
         )
+    if mixer := mixer_problems(config.mixer):
+        raise ConfigError(f"{source}: {mixer[0]}")
     names = [tool.name for tool in rt.tools]
     for tool in rt.tools:
         if not TOOL_NAME.fullmatch(tool.name):

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from edgevoice.audio.mixer import apply_mixer
 from edgevoice.audio.sound_devices import AudioDeviceError, SoundDevices
 from edgevoice.audio.xruns import XRuns, XRunWatch
 from edgevoice.bus import Event, EventBus, Listener
@@ -172,6 +173,8 @@ class Daemon:
         """Open the sound devices (retrying while they are missing) and feed the microphone to the conversation."""
         conversation = self.conversation
         assert conversation is not None
+        if self.config.mixer.controls:  # the board's routing and gains, before its devices open
+            await asyncio.to_thread(apply_mixer, self.config.mixer)
         while True:
             try:
                 sound = SoundDevices(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import os
@@ -21,7 +22,7 @@ from edgevoice.config import Config
 from edgevoice.devkit.emulator import EmulatorSettings, RealtimeEmulator
 from edgevoice.devkit.sound_card import MIC, MIC_FAST, SPEAKER, SPEAKER_FAST
 from edgevoice.doctor import Context, Finding, diagnose, local, report
-from edgevoice.hw.profiles import check_board
+from edgevoice.hw.detect import check_board
 from edgevoice.hw.settings import HardwareSettings
 
 KEY = "sk-" + "proj-doctor0123456789abcdef"
@@ -201,3 +202,22 @@ def test_the_command_exits_zero_when_nothing_fails_and_one_otherwise(tmp_path: P
     finally:
         emulator.send_signal(signal.SIGINT)
         emulator.wait(10)
+
+
+@pytest.mark.parametrize(("gain_db", "status"), [(-35.0, "pass"), (0.0, "fail")])
+def test_the_echo_a_device_that_cancels_leaves_is_measured(gain_db: float, status: str) -> None:
+    from test_selftest import CONFIG, script_room
+
+    script_room(gain=10 ** (gain_db / 20))  # the processed channel: the room's echo (-10 dB) gain_db further down
+    ctx = Context(None)
+    ctx.config = CONFIG.replace(audio=dataclasses.replace(CONFIG.audio, hardware_aec=True))
+    found = local.check_echo(ctx)
+    assert found.status == status, found
+    if status == "pass":
+        assert found.detail.startswith("the device's echo cancellation works: a test sweep played through")
+        assert "comes back -45 dB down" in found.detail
+    else:
+        assert "does not work" in found.detail and "comes back -10 dB down" in found.detail
+        assert "processed channel" in found.fix
+    ctx.config = CONFIG  # edgevoice's own canceller: nothing for this check to measure
+    assert local.check_echo(ctx).status == "skip"

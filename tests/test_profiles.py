@@ -11,7 +11,8 @@ import pytest
 
 from edgevoice.cli import main
 from edgevoice.config import ConfigError, parse_config
-from edgevoice.hw.profiles import BUILTIN_DIR, ProfileError, detect, list_profiles, load_profile
+from edgevoice.hw.detect import Machine, card_lines, detect
+from edgevoice.hw.profiles import BUILTIN_DIR, ProfileError, list_profiles, load_profile
 
 SHIPPED = sorted(p.stem for p in BUILTIN_DIR.glob("*.toml"))
 
@@ -22,6 +23,17 @@ EXPECTED = {
     "adafruit-voice-bonnet": {"button": 17, "leds": ("apa102", 3, 5, 6), "card": "seeed2micvoicec"},
     "aiy-voice-hat-v1": {"button": 23, "leds": ("pwm", 25), "card": "sndrpigooglevoi"},
     "generic-usb": {"button": 17, "leds": ("gpio", 27), "card": "USB-Audio"},
+    "respeaker-2mic-v2": {"button": 17, "leds": ("apa102", 3, 10, 11), "card": "seeed2micvoicec"},
+    "waveshare-wm8960": {"button": 17, "leds": ("gpio", 27), "card": "wm8960soundcard"},
+    "respeaker-lite": {"button": 17, "leds": ("gpio", 27), "card": "ReSpeaker Lite", "aec": 0},
+    "respeaker-usb-mic-array-v2": {"button": 17, "leds": ("gpio", 27), "card": "ArrayUAC10", "aec": 0},
+    "usb-speakerphone": {"button": 17, "leds": ("gpio", 27), "card": "Jabra SPEAK", "aec": 0},
+    "rpi-codec-zero": {"button": 27, "leds": ("gpio", 23), "card": "RPi Codec Zero"},
+}
+# Boards whose codec comes up unrouted: the mixer controls their vendor's ALSA state sets.
+MIXERS = {
+    "waveshare-wm8960": ("wm8960soundcard", "Left Output Mixer PCM Playback Switch", True),
+    "rpi-codec-zero": ("Zero", "Mixin Left Mic 2 Switch", True),
 }
 
 CARDS = {
@@ -64,6 +76,16 @@ def test_every_shipped_profile_loads_and_validates(name: str) -> None:
     else:
         assert leds.pin == pins[0]
     assert expected["card"] in profile.cards
+    # A device that cancels its own echo captures the channel it processes, and says so.
+    assert config.audio.hardware_aec == ("aec" in expected)
+    if "aec" in expected:
+        assert profile.processed_channel == expected["aec"] == config.audio.input_channel
+        assert config.audio.output_device == config.audio.input_device  # its canceller hears what it plays
+    if name in MIXERS:
+        card, control, value = MIXERS[name]
+        assert config.mixer.card == card and config.mixer.controls[control] == value
+    else:
+        assert not config.mixer.controls
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -120,6 +142,20 @@ def test_a_bad_profile_is_reported_against_its_own_file(tmp_path: Path, body: st
         ("[button]\npin = 5\n", r"a profile starts with a \[profile\] table"),
         ("[profile]\ntitle = 'x'\nsources = ['y']\ncolour = 'red'\n", r"unknown key \[profile\] colour"),
         ("[profile\n", r"not valid TOML"),
+        (
+            "[profile]\ntitle = 'x'\nsources = ['y']\nusb_ids = ['2886-0018']\n",
+            r"usb_ids: '2886-0018' is not a USB id; write vendor:product in hex",
+        ),
+        ("[profile]\ntitle = 'x'\nsources = ['y']\ngeneric = 'yes'\n", r"\[profile\] generic must be true or false"),
+        (
+            "[profile]\ntitle = 'x'\nsources = ['y']\n[audio]\nhardware_aec = true\n",
+            r"hardware_aec = true needs \[profile\] processed_channel",
+        ),
+        (
+            "[profile]\ntitle = 'x'\nsources = ['y']\nprocessed_channel = 0\n[audio]\nhardware_aec = true\n"
+            "input_channel = 2\n",
+            r"\[audio\] input_channel = 2 is not the processed channel \(0\)",
+        ),
     ],
 )
 def test_malformed_profile_files(tmp_path: Path, text: str, expected: str) -> None:
@@ -151,14 +187,17 @@ def test_a_profile_by_path_and_an_installers_own_profile_wins(tmp_path: Path) ->
 @pytest.mark.parametrize("card", sorted(CARDS))
 def test_detect_from_the_sound_cards(card: str) -> None:
     expected = sorted(name for name, e in EXPECTED.items() if e["card"] == card)
-    detection = detect(list_profiles([BUILTIN_DIR]), CARDS[card], "Raspberry Pi 4 Model B Rev 1.4\x00")
-    assert sorted(p.name for p, _ in detection.matches) == expected
-    assert detection.model == "Raspberry Pi 4 Model B Rev 1.4" and not detection.is_pi5
+    machine = Machine(model="Raspberry Pi 4 Model B Rev 1.4", cards=tuple(card_lines(CARDS[card])))
+    detection = detect(list_profiles([BUILTIN_DIR]), machine)
+    assert sorted(m.profile.name for m in detection.best) == expected
+    assert all(kind == "card" for m in detection.best for kind, _ in m.evidence)
+    assert not detection.machine.is_pi5
 
 
 def test_detect_says_clearly_when_nothing_matches() -> None:
-    detection = detect(list_profiles([BUILTIN_DIR]), CARDS["seeed2micvoicec"].split(" 1 [")[0], "")
-    assert detection.matches == [] and len(detection.cards) == 1
+    machine = Machine(cards=tuple(card_lines(CARDS["seeed2micvoicec"].split(" 1 [")[0])))
+    detection = detect(list_profiles([BUILTIN_DIR]), machine)
+    assert detection.best == [] and detection.fits == [] and len(detection.machine.cards) == 1
 
 
 def test_profiles_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -176,13 +215,22 @@ def test_profiles_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert missing.returncode == 2 and "no hardware profile named 'nope'" in missing.stderr
 
     cards, model = tmp_path / "cards", tmp_path / "model"
+    (tmp_path / "sys").mkdir()  # an empty sysfs: no USB or I2C devices
     cards.write_text(CARDS["seeed4micvoicec"])
     model.write_text("Raspberry Pi 5 Model B Rev 1.0\x00")
-    found = profiles_cli("detect", "--cards", str(cards), "--model", str(model))
+    roots = ("--sysfs", str(tmp_path / "sys"), "--procfs", str(tmp_path / "proc"))
+    found = profiles_cli("detect", *roots, "--cards", str(cards), "--model", str(model))
     assert found.returncode == 0, found.stderr
     assert 'profile = "respeaker-4mic"' in found.stdout and "Raspberry Pi 5: GPIO goes through lgpio" in found.stdout
     cards.write_text(CARDS["seeed2micvoicec"])
-    several = profiles_cli("detect", "--cards", str(cards), "--model", str(model))
+    several = profiles_cli("detect", *roots, "--cards", str(cards), "--model", str(model))
     assert several.returncode == 0 and "adafruit-voice-bonnet" in several.stdout and "respeaker-2mic" in several.stdout
-    nothing = profiles_cli("detect", "--cards", str(tmp_path / "absent"), "--model", str(tmp_path / "absent"))
+    nothing = profiles_cli("detect", *roots)
     assert nothing.returncode == 1 and "no profile matches this machine" in nothing.stdout
+
+
+def test_every_shipped_board_is_in_the_hardware_doc() -> None:
+    doc = (BUILTIN_DIR.parent / "docs" / "hardware.md").read_text()
+    for name in SHIPPED:
+        # Once in the table of boards, once in the table of what works and how it was checked.
+        assert doc.count(f"| `{name}` |") == 2, name

@@ -124,3 +124,29 @@ def test_a_sound_card_served_too_late_is_reported(monkeypatch: pytest.MonkeyPatc
     (warning,) = [line for line in report.lines if line.startswith("WARN audio:")]
     assert "output underflow(s)" in warning and " 0 output underflow(s)" not in warning
     assert "served too late" in warning and "USB port" in warning
+
+
+@pytest.mark.parametrize(("gain_db", "works"), [(-35.0, True), (0.0, False)])
+def test_a_device_that_cancels_its_echo_gets_the_echo_left_measured_and_a_verdict(
+    tmp_path: Path, gain_db: float, works: bool
+) -> None:
+    # The processed channel of a device that cancels: the room's echo comes back gain_db further down. The room's
+    # taps (0.3, -0.1, 0.05) alone return the sweep 9.9 dB down.
+    script_room(gain=10 ** (gain_db / 20))
+    config = CONFIG.replace(
+        audio=dataclasses.replace(CONFIG.audio, hardware_aec=True), leds=dataclasses.replace(CONFIG.leds, enabled=False)
+    )
+    report = selftest(config, state_dir=tmp_path, button_timeout_s=0, pin_factory=MockFactory())
+    expected_db = 10 * np.log10(sum(v * v for v in ROOM.values())) + gain_db
+    assert report.residual_echo_db is not None and abs(report.residual_echo_db - expected_db) < 1.0
+    if works:
+        assert report.failures == []
+        assert any(
+            line.startswith("hardware echo cancellation works: the sweep comes back -45 dB down")
+            for line in report.lines
+        )
+    else:
+        (failure,) = report.failures
+        assert "hardware echo cancellation does not work: the sweep comes back -10 dB down" in failure
+        assert "input_channel is the device's processed channel" in failure
+    assert not (tmp_path / "echo_path.json").exists()  # a processed channel's impulse response means nothing

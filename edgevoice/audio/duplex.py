@@ -1,15 +1,17 @@
-"""One interface for the three ways the microphone lives with the speaker: `aec`, `gate` and `off`.
+"""One interface for the ways the microphone lives with the speaker: `aec` (edgevoice's canceller, or the
+device's own with `[audio] hardware_aec`), `gate` and `off`.
 
     echo = make_echo_control(settings, sample_rate=24000, frame_samples=480)
     cleaned = echo.process(near, far)      # per capture frame, `far` from an EchoReference
     if vad.process(cleaned, echo.echo_level): ...    # a visitor started talking
 
-`EchoFrontEnd` puts the three together for the daemon: one call per capture frame.
+`EchoFrontEnd` puts reference, echo control and voice detector together for the daemon: one call per capture frame.
 
 `echo_level` tells a voice detector how loud the device's own voice is in the microphone: the canceller's
-estimate of the echo power (mean square, int16 units, held while the room rings on), 0 when the device is
-silent, and infinity while the microphone cannot be trusted at all (the gate is closed, or `off` while the
-device speaks). The detector learns how much of that level gets through to `cleaned`.
+estimate of the echo power (mean square, int16 units, held while the room rings on; on a device that cancels
+its own echo, the power it played), 0 when the device is silent, and infinity while the microphone cannot be
+trusted at all (the gate is closed, or `off` while the device speaks). The detector learns how much of that
+level gets through to `cleaned`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from edgevoice.audio.bridge import PlaybackStream
 from edgevoice.audio.echo import EchoCanceller
+from edgevoice.audio.echo_hardware import DeviceEchoCancellation
 from edgevoice.audio.echo_reference import EchoReference
 from edgevoice.audio.gate import EchoGate, NoEchoControl
 from edgevoice.audio.settings import AudioSettings
@@ -27,7 +30,8 @@ from edgevoice.audio.vad import LocalVad
 
 
 class EchoControl(Protocol):
-    """What `EchoCanceller` (`aec`), `EchoGate` (`gate`) and `NoEchoControl` (`off`) all offer; pick one with
+    """What `EchoCanceller` (`aec`), `DeviceEchoCancellation` (`aec` on a device that cancels its own echo),
+    `EchoGate` (`gate`) and `NoEchoControl` (`off`) all offer; pick one with
     `make_echo_control`. Call `process(near, far)` once per capture frame, both exactly `frame_samples` int16
     samples at `sample_rate`, `far` being what the speaker played at that moment; it returns the cleaned
     microphone frame and updates `far_active` and `echo_level` (see the module docstring). `reset()` forgets
@@ -45,6 +49,10 @@ class EchoControl(Protocol):
 
 def make_echo_control(settings: AudioSettings, sample_rate: int, frame_samples: int) -> EchoControl:
     """The echo handling `[audio] echo` asks for, for frames of `frame_samples` at `sample_rate`."""
+    if settings.echo == "aec" and settings.hardware_aec:  # the device cancels; the gate is the fallback
+        return DeviceEchoCancellation(
+            sample_rate, frame_samples, hang_ms=settings.gate_hang_ms, attenuation_db=settings.gate_attenuation_db
+        )
     if settings.echo == "aec":
         return EchoCanceller(sample_rate, frame_samples, tail_ms=settings.echo_tail_ms)
     if settings.echo == "gate":

@@ -60,6 +60,7 @@ async def diagnose(ctx: Context, only: set[str] | None = None) -> list[Finding]:
         ("profile", local.check_profile),
         ("audio", local.check_audio_devices),
         ("microphone", local.check_microphone),
+        ("echo", local.check_echo),
         ("gpio", local.check_gpio),
         ("control socket", local.check_control_socket),
         ("dns", network.check_dns),

@@ -27,8 +27,8 @@ from edgevoice.audio.devices import (
 )
 from edgevoice.config import ConfigError, config_warnings, load_config
 from edgevoice.doctor import Context, Finding
+from edgevoice.hw.detect import check_board
 from edgevoice.hw.gpio import HardwareError, explain_gpio_error, make_pin_factory
-from edgevoice.hw.profiles import check_board
 
 CONTROL_SOCKET = "/run/edgevoice/control.sock"
 SILENT_PEAK = 33  # int16 peak below -60 dBFS: nothing is reaching the microphone
@@ -36,7 +36,7 @@ CLIPPED_FRACTION = 0.01  # more than 1 % of samples at full scale
 DUPLEX_S = 1.0  # how long the audio check runs the microphone and the speaker together
 
 # A board check for `[hardware] profile`: called with the profile's name, returns a problem or None.
-# edgevoice.hw.profiles.check_board; tests may set another.
+# edgevoice.hw.detect.check_board; tests may set another.
 ProfileChecker = Callable[[str], "str | None"]
 profile_checker: ProfileChecker | None = None
 
@@ -52,7 +52,7 @@ def service_is_active() -> bool:
 def _needs_config(ctx: Context, check: str) -> Finding | None:
     if ctx.config is None:
         return Finding(check, "skip", "needs a valid configuration (see the config check)")
-    if ctx.service_active and check in ("audio", "microphone", "gpio"):
+    if ctx.service_active and check in ("audio", "microphone", "echo", "gpio"):
         return Finding(
             check,
             "skip",
@@ -218,6 +218,36 @@ def check_microphone(ctx: Context) -> Finding:
             "microphone", "warn", f"clipping: {clipped:.1%} of samples at full scale ({level})", "lower the gain"
         )
     return Finding("microphone", "pass", level)
+
+
+def check_echo(ctx: Context) -> Finding:
+    """On a device that cancels its own echo ([audio] hardware_aec): play the selftest's sweep through it and
+    measure how far down it comes back on the processed channel, the same verdict the daemon reaches."""
+    if (skip := _needs_config(ctx, "echo")) is not None:
+        return skip
+    assert ctx.config is not None
+    audio = ctx.config.audio
+    if not (audio.hardware_aec and audio.echo == "aec"):
+        return Finding("echo", "skip", f"[audio] echo = {audio.echo!r} without hardware_aec: nothing to measure here")
+    from edgevoice.audio.echo_hardware import WORKING_RESIDUAL_DB
+    from edgevoice.selftest import play_sweep
+    from edgevoice.selftest.echo import residual_echo_db
+
+    try:
+        sweep = play_sweep(audio)
+    except (AudioDeviceError, OSError) as exc:
+        return Finding("echo", "fail", f"cannot play and record the test sweep: {exc}", "see the audio check")
+    residual = residual_echo_db(sweep.played, sweep.take.recorded, sweep.rate)
+    said = f"a test sweep played through {sweep.devices[1]!r} comes back {residual:.0f} dB down on {sweep.devices[0]!r}"
+    if residual <= WORKING_RESIDUAL_DB:
+        return Finding("echo", "pass", f"the device's echo cancellation works: {said}")
+    return Finding(
+        "echo",
+        "fail",
+        f"the device's echo cancellation does not work: {said} (more than {WORKING_RESIDUAL_DB:.0f} dB)",
+        "set [audio] input_channel to the device's processed channel and output_device to the device itself; "
+        "until then edgevoice attenuates the microphone while it speaks",
+    )
 
 
 def _dbfs(value: float) -> float:

@@ -1,10 +1,18 @@
 """Hardware profiles: one TOML file per board, the base that config.toml's own keys override.
 
 A profile holds what a board fixes: the sound card's name, rates and channels, the button pin, the LED
-driver and pins, any power-enable pin (sections `[audio]`, `[button]`, `[buttons.NAME]`, `[leds]`, with
-the same keys as config.toml), and a `[profile]` table describing it: `title`, `cards` (patterns that
-identify the board's sound card in /proc/asound/cards), `models` (device-tree models it is for, if it is
-model-specific), `sources` (where each pin assignment comes from) and `notes`.
+driver and pins, any power-enable pin, the ALSA mixer settings the board needs (sections `[audio]`,
+`[button]`, `[buttons.NAME]`, `[leds]`, `[mixer]`, with the same keys as config.toml), and a `[profile]`
+table describing it:
+
+- `title`, `notes`, and `sources` (where each pin assignment comes from);
+- how `edgevoice profiles detect` recognises the board (see `edgevoice.hw.detect`): `cards` (text found in
+  its /proc/asound/cards line or its ALSA card id), `usb_ids` ("vvvv:pppp", from sysfs), `i2c` (its codec's
+  I2C device name or device-tree compatible, for HATs without an EEPROM), `models` (device-tree models it is
+  for, if it is model-specific), and `generic = true` for a profile that fits any device of its kind
+  (offered only when no specific profile does);
+- `processed_channel`: for devices that cancel echo themselves (`[audio] hardware_aec = true`), the capture
+  channel that carries their processed signal.
 
 Profiles are looked up by name in /etc/edgevoice/hw_profiles/ (an installer's own boards, which win),
 then in the hw_profiles/ directory shipped with edgevoice; a value containing "/" or ending in .toml is
@@ -14,21 +22,19 @@ this module checks the file's shape and the `[profile]` table.
 
 from __future__ import annotations
 
+import re
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "hw_profiles"
 SYSTEM_DIR = Path("/etc/edgevoice/hw_profiles")
-SETTINGS_SECTIONS = ("audio", "button", "buttons", "leds")
-_META_LISTS = ("cards", "models", "sources")
-PI5_NOTE = (
-    "Raspberry Pi 5: GPIO goes through lgpio (installed with edgevoice; [hardware] pin_factory = 'auto' or "
-    "'lgpio'); RPi.GPIO does not work there. Sound-card HATs need a driver built for its kernel: check "
-    "`cat /proc/asound/cards` after installing the vendor's driver."
-)
+SETTINGS_SECTIONS = ("audio", "button", "buttons", "leds", "mixer")
+_META_LISTS = ("cards", "models", "sources", "usb_ids", "i2c")
+_META_KEYS = ("title", "notes", "generic", "processed_channel", *_META_LISTS)
+USB_ID = re.compile(r"[0-9a-f]{4}:[0-9a-f]{4}")
 
 
 class ProfileError(Exception):
@@ -49,6 +55,10 @@ class Profile:
     sources: tuple[str, ...]
     notes: str
     settings: dict[str, Any]  # the config sections it sets, as parsed TOML (validated by edgevoice.config)
+    usb_ids: tuple[str, ...] = ()  # "vvvv:pppp", lower case
+    i2c: tuple[str, ...] = ()  # codec I2C device names or device-tree compatibles ("ti,tlv320aic3104")
+    generic: bool = False  # fits any device of its kind: offered only when no specific profile fits
+    processed_channel: int | None = None  # the capture channel a device that cancels echo itself processes
 
 
 def default_dirs() -> list[Path]:
@@ -91,14 +101,17 @@ def _profile(path: Path, data: dict[str, Any]) -> Profile:
             f"{path}: [{extra[0]}] cannot be in a profile; a profile sets only "
             + ", ".join(f"[{s}]" for s in SETTINGS_SECTIONS)
         )
-    unknown = sorted(set(meta) - {"title", "notes", *_META_LISTS})
+    unknown = sorted(set(meta) - set(_META_KEYS))
     if unknown:
-        raise ProfileError(f"{path}: unknown key [profile] {unknown[0]}; allowed: title, cards, models, sources, notes")
+        raise ProfileError(f"{path}: unknown key [profile] {unknown[0]}; allowed: {', '.join(_META_KEYS)}")
     title, notes = meta.get("title"), meta.get("notes", "")
     if not isinstance(title, str) or not title.strip():
         raise ProfileError(f"{path}: [profile] title must be the board's name")
     if not isinstance(notes, str):
         raise ProfileError(f"{path}: [profile] notes must be text")
+    generic = meta.get("generic", False)
+    if not isinstance(generic, bool):
+        raise ProfileError(f"{path}: [profile] generic must be true or false")
     lists: dict[str, tuple[str, ...]] = {}
     for key in _META_LISTS:
         value = meta.get(key, [])
@@ -107,8 +120,38 @@ def _profile(path: Path, data: dict[str, Any]) -> Profile:
         lists[key] = tuple(value)
     if not lists["sources"]:
         raise ProfileError(f"{path}: [profile] sources is empty: say where the pin assignments come from")
+    usb_ids = tuple(v.lower() for v in lists["usb_ids"])
+    for usb_id in usb_ids:
+        if not USB_ID.fullmatch(usb_id):
+            raise ProfileError(
+                f"{path}: [profile] usb_ids: {usb_id!r} is not a USB id; write vendor:product in hex, e.g. '2886:0018'"
+            )
     settings = {key: value for key, value in data.items() if key != "profile"}
-    return Profile(path.stem, path, title, lists["cards"], lists["models"], lists["sources"], notes, settings)
+    processed = _processed_channel(path, meta.get("processed_channel"), settings.get("audio"))
+    return Profile(
+        path.stem, path, title, lists["cards"], lists["models"], lists["sources"], notes, settings,
+        usb_ids=usb_ids, i2c=lists["i2c"], generic=generic, processed_channel=processed,
+    )  # fmt: skip
+
+
+def _processed_channel(path: Path, value: Any, audio: Any) -> int | None:
+    """`processed_channel`, checked against `[audio]`: a device that cancels echo itself must say which
+    channel carries its processed signal, and the profile must capture that one."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ProfileError(f"{path}: [profile] processed_channel must be a channel number (0 or more)")
+    audio = audio if isinstance(audio, dict) else {}
+    if audio.get("hardware_aec") is True:
+        if value is None:
+            raise ProfileError(
+                f"{path}: [audio] hardware_aec = true needs [profile] processed_channel: the capture channel "
+                "that carries the device's echo-cancelled signal"
+            )
+        if audio.get("input_channel", 0) != value:
+            raise ProfileError(
+                f"{path}: [audio] input_channel = {audio.get('input_channel', 0)} is not the processed channel "
+                f"({value}); the device cancels echo only on that one"
+            )
+    return value
 
 
 def list_profiles(dirs: Sequence[Path] | None = None) -> list[Profile]:
@@ -127,78 +170,18 @@ def list_profiles(dirs: Sequence[Path] | None = None) -> list[Profile]:
     return sorted(found.values(), key=lambda p: p.name)
 
 
-# ---- detection ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Detection:
-    """What `detect` found on this machine: the profiles whose sound card is present (none, one, or several
-    for boards built on the same codec), the board model and the sound cards seen. `describe_detection` turns
-    it into advice for `edgevoice profiles detect`."""
-
-    matches: list[tuple[Profile, str]]  # each profile whose sound card is present, with the card line
-    model: str  # the device-tree model ("" if unknown)
-    cards: list[str]  # the sound cards seen, one line each
-
-    @property
-    def is_pi5(self) -> bool:
-        return "raspberry pi 5" in self.model.lower()
-
-
-def card_lines(cards_text: str) -> list[str]:
-    """The cards of /proc/asound/cards, one line each ("0 [seeed2micvoicec]: seeed-2mic-voi - seeed-...")."""
-    lines = cards_text.splitlines()
-    cards = []
-    for i, line in enumerate(lines):
-        head = line.strip()
-        if head[:1].isdigit() and "[" in head:
-            detail = lines[i + 1].strip() if i + 1 < len(lines) and not lines[i + 1].strip()[:1].isdigit() else ""
-            cards.append(f"{head} {detail}".strip())
-    return cards
-
-
-def detect(profiles: Iterable[Profile], cards_text: str, model_text: str = "") -> Detection:
-    """Which profiles fit this machine: a profile's `cards` pattern appears in a sound card's line (case is
-    ignored), and its `models`, if any, match the device-tree model."""
-    model = model_text.replace("\x00", "").strip()
-    cards = card_lines(cards_text)
-    matches = []
-    for profile in profiles:
-        if profile.models and not any(m.lower() in model.lower() for m in profile.models):
-            continue
-        for line in cards:
-            if any(pattern.lower() in line.lower() for pattern in profile.cards):
-                matches.append((profile, line))
-                break
-    return Detection(matches, model, cards)
-
-
-def describe_detection(detection: Detection) -> str:
-    lines = [f"board: {detection.model or 'unknown (no /proc/device-tree/model)'}"]
-    lines += [f"sound card: {card}" for card in detection.cards] or ["sound cards: none found"]
-    if not detection.matches:
-        lines.append(
-            "no profile matches this machine. If the board is a sound-card HAT, install its driver first "
-            "(its card must show in /proc/asound/cards); for a USB microphone use the generic-usb profile; "
-            "otherwise set [audio], [button] and [leds] yourself (`edgevoice profiles list` shows what exists)."
-        )
-    elif len(detection.matches) == 1:
-        profile, card = detection.matches[0]
-        lines.append(f"matches: {profile.name} ({profile.title}), from the card {card!r}")
-        lines.append(f'use it with:  [hardware] profile = "{profile.name}"')
-    else:
-        lines.append("several profiles fit this sound card (boards built on the same codec); pick yours:")
-        lines += [f"  {p.name}: {p.title}" for p, _ in detection.matches]
-        lines.append('and set  [hardware] profile = "NAME"  (`edgevoice profiles show NAME` tells them apart)')
-    if detection.is_pi5:
-        lines.append(PI5_NOTE)
-    return "\n".join(lines)
-
-
 def describe_profile(profile: Profile) -> str:
     lines = [f"{profile.name}: {profile.title}", f"file: {profile.path}"]
     if profile.cards:
         lines.append("detected by sound card: " + ", ".join(profile.cards))
+    if profile.usb_ids:
+        lines.append("detected by USB id: " + ", ".join(profile.usb_ids))
+    if profile.i2c:
+        lines.append("detected by I2C codec: " + ", ".join(profile.i2c))
+    if profile.generic:
+        lines.append("generic: fits any such device; offered when no specific profile does")
+    if profile.processed_channel is not None:
+        lines.append(f"processed (echo-cancelled) capture channel: {profile.processed_channel}")
     if profile.models:
         lines.append("for boards: " + ", ".join(profile.models))
     for section in SETTINGS_SECTIONS:
@@ -208,7 +191,11 @@ def describe_profile(profile: Profile) -> str:
         tables = value.items() if section == "buttons" else [("", value)]
         for sub, table in tables:
             lines.append(f"[{section}.{sub}]" if sub else f"[{section}]")
-            lines += [f"  {key} = {_toml_value(v)}" for key, v in table.items()]
+            lines += [f"  {key} = {_toml_value(v)}" for key, v in table.items() if not isinstance(v, dict)]
+            for key, inner in table.items():
+                if isinstance(inner, dict):  # e.g. [mixer.controls], whose keys are ALSA control names
+                    lines.append(f"[{section}.{key}]")
+                    lines += [f'  "{name}" = {_toml_value(v)}' for name, v in inner.items()]
     if profile.notes:
         lines.append("notes: " + " ".join(profile.notes.split()))
     lines.append("sources:")
@@ -221,28 +208,6 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return str(value)
-
-
-def check_board(
-    name: str, cards_path: str = "/proc/asound/cards", model_path: str = "/proc/device-tree/model"
-) -> str | None:
-    """Does the board fit profile `name`? None if it does, else what is wrong (for `edgevoice doctor`)."""
-    try:
-        profile = load_profile(name)
-    except ProfileError as exc:
-        return str(exc)
-
-    def read(path: str) -> str:
-        try:
-            return Path(path).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-
-    detection = detect([profile], read(cards_path), read(model_path))
-    if detection.matches:
-        return None
-    seen = "; ".join(detection.cards) or "no sound cards"
-    if not profile.cards:
-        return None  # a profile that names no card (generic USB) fits any board
-    return f"its sound card ({', '.join(profile.cards)}) is not present (found: {seen})"

@@ -4,7 +4,8 @@
    delay and the impulse response (see `echo`) are printed and saved to the state directory, a record for an
    installer (the canceller learns its own alignment). `--plot PATH` also writes a PNG of the recording and the
    response. PortAudio's overflow and underflow flags during it are counted and reported (none on a healthy
-   device).
+   device). On a device that cancels its own echo (`[audio] hardware_aec`), the echo left is measured
+   instead, with a verdict: the device's canceller works if the sweep comes back at least 20 dB down.
 2. LED: every device state's pattern is shown in turn (half a second each).
 3. Button: waits (with a timeout) for one press.
 The devices must be free: stop the service first (`systemctl stop edgevoice`).
@@ -22,11 +23,13 @@ from typing import Any
 import numpy as np
 
 from edgevoice.audio.devices import AudioDeviceError, find_device, list_devices, open_portaudio
+from edgevoice.audio.echo_hardware import WORKING_RESIDUAL_DB
+from edgevoice.audio.settings import AudioSettings
 from edgevoice.config import Config, ConfigError, load_config
 from edgevoice.hw.gpio import HardwareError, explain_gpio_error, make_pin_factory
 from edgevoice.hw.led_drivers import open_driver
 from edgevoice.hw.leds import LOOKS, LedShow
-from edgevoice.selftest.echo import EchoPath, measure, measurement_signal
+from edgevoice.selftest.echo import EchoPath, measure, measurement_signal, residual_echo_db
 from edgevoice.selftest.playrec import PlayRecord, duplex_format, play_and_record
 from edgevoice.selftest.png import plot_measurement
 
@@ -45,6 +48,7 @@ class SelftestReport:
     failures: list[str] = field(default_factory=list)
     echo: EchoPath | None = None
     saved_to: Path | None = None
+    residual_echo_db: float | None = None  # on a device that cancels its own echo: how far down the sweep came back
 
     def say(self, line: str) -> None:
         self.lines.append(line)
@@ -59,8 +63,19 @@ def state_directory(explicit: str | None) -> Path:
     return Path(explicit or os.environ.get("STATE_DIRECTORY", "").split(":")[0] or DEFAULT_STATE_DIR)
 
 
-def check_echo_path(config: Config, report: SelftestReport, state_dir: Path, plot: str | None) -> None:
-    audio = config.audio
+@dataclass(frozen=True)
+class Sweep:
+    """The measurement sweep as played (`played`, float full scale) and recorded (`take`) at `rate`."""
+
+    played: np.ndarray
+    take: PlayRecord
+    rate: int
+    devices: tuple[str, str]  # the microphone's and the speaker's names
+
+
+def play_sweep(audio: AudioSettings) -> Sweep:
+    """Play the sweep on `[audio] output_device` and record `input_device` in one duplex stream (raises
+    AudioDeviceError or OSError when the devices cannot be opened)."""
     pa = open_portaudio()
     try:
         devices = list_devices(pa)
@@ -71,13 +86,21 @@ def check_echo_path(config: Config, report: SelftestReport, state_dir: Path, plo
         rate, n_channels = duplex_format(pa, mic, spk, preferred, channels)
         played = measurement_signal(rate)
         take = play_and_record(pa, mic, spk, rate, n_channels, played, min(audio.input_channel, n_channels - 1))
+    finally:
+        pa.terminate()
+    return Sweep(played, take, rate, (mic.name, spk.name))
+
+
+def check_echo_path(config: Config, report: SelftestReport, state_dir: Path, plot: str | None) -> None:
+    audio = config.audio
+    try:
+        sweep = play_sweep(audio)
     except (AudioDeviceError, OSError) as exc:
         report.fail(f"echo path: {exc}")
         return
-    finally:
-        pa.terminate()
+    played, take, rate = sweep.played, sweep.take, sweep.rate
     recorded = take.recorded
-    echo = measure(played, recorded, rate, devices=(mic.name, spk.name))
+    echo = measure(played, recorded, rate, devices=sweep.devices)
     report.echo = echo
     peak = int(np.abs(recorded.astype(np.int32)).max())
     report.say(
@@ -87,6 +110,8 @@ def check_echo_path(config: Config, report: SelftestReport, state_dir: Path, plo
     report_xruns(report, take)
     if peak == 0:
         report.fail("the microphone recorded digital silence: is it muted (alsamixer) or the wrong device?")
+    elif audio.hardware_aec and audio.echo == "aec":
+        judge_hardware_aec(report, residual_echo_db(played, recorded, rate))
     elif echo.snr_db < MIN_SNR_DB:
         report.fail(
             f"the sweep was not heard clearly (SNR {echo.snr_db:.0f} dB < {MIN_SNR_DB:.0f}): "
@@ -101,6 +126,24 @@ def check_echo_path(config: Config, report: SelftestReport, state_dir: Path, plo
     if plot:
         plot_measurement(Path(plot), recorded, np.asarray(echo.impulse_response))
         report.say(f"plot written to {plot}")
+
+
+def judge_hardware_aec(report: SelftestReport, residual_db: float) -> None:
+    """The verdict on a device that cancels its own echo: how far down the sweep came back on its processed
+    channel (the impulse response of a processed channel means nothing, so none is saved)."""
+    report.residual_echo_db = residual_db
+    if residual_db <= WORKING_RESIDUAL_DB:
+        report.say(
+            f"hardware echo cancellation works: the sweep comes back {residual_db:.0f} dB down "
+            f"(at most {WORKING_RESIDUAL_DB:.0f} dB needed); edgevoice runs no canceller of its own on it"
+        )
+        return
+    report.fail(
+        f"hardware echo cancellation does not work: the sweep comes back {residual_db:.0f} dB down (more than "
+        f"{WORKING_RESIDUAL_DB:.0f} dB). Check that [audio] input_channel is the device's processed channel, that "
+        "output_device is the device itself (it cancels only what it plays), and its firmware; until then the "
+        "daemon attenuates the microphone while it speaks"
+    )
 
 
 def report_xruns(report: SelftestReport, take: PlayRecord) -> None:

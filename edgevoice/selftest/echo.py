@@ -16,6 +16,9 @@ The file (`echo_path.json` in the state directory) is JSON:
     gain_db            the strongest tap in dB (how loud the echo is)
     snr_db             peak tap against the response's noise floor (below 25 dB: not trustworthy)
     input_device, output_device, measured_at (ISO 8601, UTC)
+
+On a device that cancels its own echo (`[audio] hardware_aec`), the processed channel has (almost) no echo
+path to measure: `residual_echo_db` gives what matters there, how far down the sweep comes back.
 """
 
 from __future__ import annotations
@@ -126,3 +129,16 @@ def measure(played: np.ndarray, recorded: np.ndarray, rate: int, *, devices: tup
         output_device=devices[1],
         measured_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
+
+
+def residual_echo_db(played: np.ndarray, recorded: np.ndarray, rate: int) -> float:
+    """How far down the sweep comes back (dB): the recording's energy from the sweep's start to the end of
+    the silence after it (which holds the delay and the room's ringing), less the noise measured in the
+    silence before it, over the energy played (`played` float full scale, `recorded` int16, same rate)."""
+    lead, end = int(LEAD_S * rate), len(played)
+    x = recorded.astype(np.float64) / 32768
+    noise = x[lead // 4 : lead]  # the silence before the sweep, once the streams have settled
+    noise_power = float(np.mean(noise**2)) if noise.size else 0.0
+    window = x[lead : min(end, len(x))]
+    echo = max(float(np.sum(window**2)) - noise_power * window.size, 1e-12)
+    return 10 * float(np.log10(echo / max(float(np.sum(played[lead:end] ** 2)), 1e-12)))
