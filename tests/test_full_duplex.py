@@ -34,11 +34,12 @@ ANSWER_TEXT = (
 BARGE_IN_AFTER_S = 3.5  # the visitor talks over the answer this long after it starts
 
 
-def spoken_answer() -> SpokenReply:
-    """The device's answer as speech (an echo canceller learns a room from speech, not from pure tones)."""
-    voice = speak(ANSWER_TEXT, 24000).astype(np.float64)
+def spoken_answer(text: str = ANSWER_TEXT) -> SpokenReply:
+    """The device's answer as speech (an echo canceller learns a room from speech, not from pure tones: the
+    emulator's tone answers excite bands the speech never did, and their echo leaks there at first)."""
+    voice = speak(text, 24000).astype(np.float64)
     voice *= 0.3 * 32767 / np.abs(voice).max()  # as loud as the emulator's tones
-    return SpokenReply(ANSWER_TEXT, pcm=voice.astype("<i2").tobytes())
+    return SpokenReply(text, pcm=voice.astype("<i2").tobytes())
 
 
 def speech_started_at(device: Device) -> list[float]:
@@ -63,6 +64,9 @@ def talk_over_the_answer(sound_card: VirtualSoundCard, audio: AudioSettings, rir
             async with Device(sound_card, mic=np.zeros(48000, np.int16), vad=True, emulator=emulator,
                               config=config) as device:  # fmt: skip
                 device.emulator.queue_reply(spoken_answer())
+                device.emulator.queue_reply(
+                    spoken_answer("The exit is behind you, past the cafe.")
+                )  # to the interruption
                 await device.wait_capture(0.3)
                 device.press()
                 await asyncio.sleep(0.1)
