@@ -1,0 +1,225 @@
+"""The fleet bridge on a real Mosquitto (tests/mosquitto.py): availability, state, discovery, commands and
+their replies, authentication, TLS, a broker that is down or restarts. The daemon end to end is in
+test_fleet_device.py; here the bridge runs alone, with a small command table standing in for the device."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+from conftest import LogCapture
+from mosquitto import Broker, Watcher, needs_mosquitto, read_retained
+
+from edgevoice.fleet.bridge import CommandRefused, FleetBridge, backoff_delay
+from edgevoice.fleet.discovery import DeviceInfo
+from edgevoice.fleet.settings import MqttSettings
+from edgevoice.fleet.topics import Topics
+
+pytestmark = needs_mosquitto
+SECRET = "broker-" + "pass-5up3r"
+
+
+class Volume:
+    """A device with a volume only: what `execute` runs, refusing like the real table does."""
+
+    def __init__(self) -> None:
+        self.level = 1.0
+        self.ran: list[tuple[str, dict[str, Any]]] = []
+
+    def execute(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        self.ran.append((name, args))
+        if name == "volume":
+            level = args.get("level")
+            if level is not None and not (isinstance(level, int | float) and 0 <= level <= 1):
+                raise CommandRefused("bad_request", f"volume: level = {level!r}: must be between 0 and 1")
+            if level is not None:
+                self.level = float(level)
+            return {"volume": self.level}
+        if name == "status":
+            return {"state": "idle"}
+        raise CommandRefused("unavailable", f"{name}: not here")
+
+    def state(self) -> dict[str, Any]:
+        return {"state": "idle", "muted": False, "volume": self.level, "link": "up"}
+
+
+@contextlib.asynccontextmanager
+async def running(bridge: FleetBridge):  # type: ignore[no-untyped-def]
+    task = asyncio.create_task(bridge.run())
+    try:
+        yield bridge
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def make_bridge(url: str, device: Volume, **settings: Any) -> FleetBridge:
+    password = settings.pop("password", None)
+    mqtt = MqttSettings(url=url, device_id="kiosk1", reconnect_max_s=1.0, **settings)
+    return FleetBridge(
+        mqtt,
+        Topics("edgevoice/kiosk1"),
+        DeviceInfo("kiosk1", "0.1.0", model="test board", profile="respeaker-2mic"),
+        execute=device.execute,
+        state=device.state,
+        password=password,
+        rng=random.Random(1),
+    )
+
+
+async def wait(condition: Any, what: str, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+def test_online_state_discovery_and_commands(tmp_path: Path) -> None:
+    asyncio.run(_online_state_discovery_and_commands(tmp_path))
+
+
+async def _online_state_discovery_and_commands(tmp_path: Path) -> None:
+    device = Volume()
+    with Broker(tmp_path) as broker:
+        async with Watcher(broker.port) as watch, running(make_bridge(broker.url, device)) as bridge:
+            await watch.until(lambda: watch.last("edgevoice/kiosk1/availability") == "online", what="online")
+            await watch.until(lambda: watch.json("edgevoice/kiosk1/state"), what="state")
+            assert watch.json("edgevoice/kiosk1/state")[-1]["volume"] == 1.0
+
+            await watch.publish("edgevoice/kiosk1/cmd/volume", json.dumps({"id": 7, "level": 0.25}))
+            await watch.until(lambda: watch.json("edgevoice/kiosk1/reply"), what="a reply")
+            assert watch.json("edgevoice/kiosk1/reply")[-1] == {
+                "id": 7, "cmd": "volume", "ok": True, "result": {"volume": 0.25}
+            }  # fmt: skip
+            assert device.ran == [("volume", {"level": 0.25})]  # the id is the request's, not an argument
+
+            bridge.on_event({"event": "volume", "level": 0.25})  # the retained state follows the device
+            await watch.until(lambda: watch.json("edgevoice/kiosk1/state")[-1]["volume"] == 0.25, what="state")
+
+            for topic, payload in (
+                ("edgevoice/kiosk1/cmd/say", '{"id": "a", "text": "hello"}'),  # not in the allow-list
+                ("edgevoice/kiosk1/cmd/volume", '{"id": "b", "level": 7}'),  # refused by the table
+                ("edgevoice/kiosk1/cmd/volume", "not json"),
+                ("edgevoice/kiosk1/cmd/volume", "[1, 2]"),
+                ("edgevoice/kiosk1/ha/muted", "MAYBE"),
+            ):
+                await watch.publish(topic, payload)
+            await watch.until(lambda: len(watch.json("edgevoice/kiosk1/reply")) == 6, what="5 error replies")
+            errors = [(r["id"], r["error"]["code"]) for r in watch.json("edgevoice/kiosk1/reply")[1:]]
+            assert errors == [("a", "forbidden"), ("b", "bad_request"), (None, "bad_request"),
+                              (None, "bad_request"), (None, "bad_request")]  # fmt: skip
+            assert [name for name, _ in device.ran] == ["volume", "volume"]  # `say` never reached the device
+            assert bridge.connected and bridge.reconnects == 0
+
+        retained = await read_retained(broker.port, "homeassistant/#")
+        assert "homeassistant/number/edgevoice_kiosk1/volume/config" in retained
+        assert "homeassistant/text/edgevoice_kiosk1/say/config" not in retained  # `say` is not allowed here
+        # the bridge stopped cleanly: it said offline itself (a clean disconnect fires no last will)
+        assert (await read_retained(broker.port, "edgevoice/kiosk1/availability")) == {
+            "edgevoice/kiosk1/availability": "offline"
+        }
+
+
+def test_home_assistant_restart_gets_the_discovery_again(tmp_path: Path) -> None:
+    asyncio.run(_home_assistant_restart_gets_the_discovery_again(tmp_path))
+
+
+async def _home_assistant_restart_gets_the_discovery_again(tmp_path: Path) -> None:
+    with Broker(tmp_path) as broker:
+        async with (
+            Watcher(broker.port, ("homeassistant/+/+/+/config",)) as watch,
+            running(make_bridge(broker.url, Volume())),
+        ):
+            await watch.until(lambda: len(watch.messages) >= 5, what="the discovery")
+            first = len(watch.messages)
+            await watch.publish("homeassistant/status", "online")
+            await watch.until(lambda: len(watch.messages) >= 2 * first, what="the discovery again")
+            assert {t for t, _, _ in watch.messages[first:]} == {t for t, _, _ in watch.messages[:first]}
+
+
+def test_wrong_password_is_explained_and_never_logged(tmp_path: Path) -> None:
+    asyncio.run(_wrong_password_is_explained_and_never_logged(tmp_path))
+
+
+async def _wrong_password_is_explained_and_never_logged(tmp_path: Path) -> None:
+    logs = LogCapture()
+    logging.getLogger().addHandler(logs)
+    try:
+        with Broker(tmp_path, users={"kiosk": SECRET, "ops": "ops-pass"}) as broker:
+            async with Watcher(broker.port, username="ops", password="ops-pass") as watch:
+                bridge = make_bridge(broker.url, Volume(), username="kiosk", password="wrong-" + SECRET)
+                async with running(bridge):
+                    await wait(lambda: bridge.last_error != "", "a connection error")
+                    await asyncio.sleep(1.5)  # a retry or two
+                assert "user name or password" in bridge.last_error
+                assert not bridge.connected and bridge.connections == 0
+                assert watch.messages == []  # it never got in
+                good = make_bridge(broker.url, Volume(), username="kiosk", password=SECRET)
+                async with running(good):
+                    await watch.until(lambda: watch.last("edgevoice/kiosk1/availability") == "online", what="online")
+    finally:
+        logging.getLogger().removeHandler(logs)
+    text = "\n".join(logs.lines)
+    assert "cannot connect" in text and "user name or password" in text
+    assert SECRET not in text
+    assert text.count("cannot connect") == 1  # the same failure again is not logged again
+
+
+def test_tls_needs_the_right_ca(tmp_path: Path) -> None:
+    asyncio.run(_tls_needs_the_right_ca(tmp_path))
+
+
+async def _tls_needs_the_right_ca(tmp_path: Path) -> None:
+    from mosquitto import make_ca
+
+    other_ca, _, _ = make_ca(tmp_path / "other", "other")
+    with Broker(tmp_path, tls=True) as broker:
+        assert broker.ca_file is not None
+        wrong = make_bridge(broker.tls_url, Volume(), ca_file=str(other_ca))
+        async with running(wrong):
+            await wait(lambda: wrong.last_error != "", "a TLS error")
+        assert "certificate is not trusted" in wrong.last_error and not wrong.connected
+        right = make_bridge(broker.tls_url, Volume(), ca_file=str(broker.ca_file))
+        async with Watcher(broker.port) as watch, running(right):
+            await watch.until(lambda: watch.last("edgevoice/kiosk1/availability") == "online", what="online")
+            assert right.connected
+
+
+def test_broker_down_at_start_then_restarted(tmp_path: Path) -> None:
+    asyncio.run(_broker_down_at_start_then_restarted(tmp_path))
+
+
+async def _broker_down_at_start_then_restarted(tmp_path: Path) -> None:
+    broker = Broker(tmp_path)  # not started yet
+    bridge = make_bridge(broker.url, Volume())
+    async with running(bridge):
+        await wait(lambda: "refused" in bridge.last_error.lower(), "the refused connection")
+        for i in range(200):  # queued while away: bounded, the oldest give way
+            bridge.on_event({"event": "notice", "message": f"n{i}"})
+        assert bridge.dropped == 200 - bridge.settings.queue
+        with broker:
+            async with Watcher(broker.port) as watch:
+                await watch.until(lambda: watch.last("edgevoice/kiosk1/availability") == "online", what="online")
+                await watch.until(lambda: len(watch.json("edgevoice/kiosk1/event")) == bridge.settings.queue, what="q")
+                assert watch.json("edgevoice/kiosk1/event")[-1]["message"] == "n199"
+        assert not bridge.connected or bridge.connections == 1
+        await wait(lambda: not bridge.connected, "the lost connection")
+        with broker:  # the same port again
+            async with Watcher(broker.port) as watch:
+                await watch.until(lambda: watch.last("edgevoice/kiosk1/availability") == "online", what="online")
+            assert bridge.reconnects == 1
+
+
+def test_backoff_is_jittered_and_capped() -> None:
+    rng = random.Random(3)
+    first = [backoff_delay(0, rng, 60.0) for _ in range(500)]
+    assert min(first) >= 0.1 and max(first) <= 1.0 and max(first) - min(first) > 0.5  # spread, not one herd
+    assert all(backoff_delay(20, rng, 60.0) <= 60.0 for _ in range(100))
+    assert min(backoff_delay(5, rng, 60.0) for _ in range(100)) >= 3.2
