@@ -27,6 +27,7 @@ from typing import Any, Literal
 from edgevoice.audio.settings import AudioSettings
 from edgevoice.control.settings import ControlSettings
 from edgevoice.conversation.settings import ConversationSettings
+from edgevoice.fleet.settings import MetricsSettings, MqttSettings, settings_problems
 from edgevoice.hw.gestures import gesture_problems
 from edgevoice.hw.profiles import Profile, ProfileError, load_profile
 from edgevoice.hw.settings import ButtonSettings, HardwareSettings, LedSettings
@@ -66,6 +67,8 @@ class Config:
     control: ControlSettings = ControlSettings()
     usage: UsageSettings = UsageSettings()
     logging: LoggingSettings = LoggingSettings()
+    mqtt: MqttSettings = MqttSettings()
+    metrics: MetricsSettings = MetricsSettings()
     source: str = field(default="<defaults>", compare=False)
 
     def replace(self, **sections: Any) -> Config:
@@ -276,6 +279,31 @@ def _check_combinations(config: Config, source: str) -> None:
             "(http:// only to this machine: 127.0.0.1, ::1 or localhost)"
         )
     _check_hardware(config, source)
+    _check_fleet(config, source)
+
+
+def mqtt_command_problem(name: str) -> str | None:
+    """Why the command `name` cannot be allowed over MQTT (None if it can): the device's commands of the control
+    table, and `status`; not the ones about a connection (subscriptions, tools) nor `image` (a file or pieces)."""
+    from edgevoice.control.commands import COMMANDS
+
+    spec = COMMANDS.get(name)
+    allowed = [n for n, s in COMMANDS.items() if (s.handled_by == "device" and n != "image") or n == "status"]
+    if spec is None or name not in allowed:
+        return f"not a command for MQTT{_did_you_mean(name, allowed)}; these are: {', '.join(allowed)}"
+    return None
+
+
+def _check_fleet(config: Config, source: str) -> None:
+    problems = settings_problems(config.mqtt, mqtt_command_problem)
+    if problems:
+        raise ConfigError(f"{source}: [mqtt] {problems[0]}")
+    textfile = config.metrics.textfile
+    if textfile and (not textfile.startswith("/") or not textfile.endswith(".prom")):
+        raise ConfigError(
+            f"{source}: [metrics] textfile = {textfile!r}: an absolute path ending in .prom, in node_exporter's "
+            "textfile directory (e.g. /var/lib/node_exporter/textfile_collector/edgevoice.prom)"
+        )
 
 
 def button_sections(config: Config) -> dict[str, ButtonSettings]:

@@ -7,6 +7,7 @@ to the `Conversation` state machine through callbacks and an `EventBus`:
     ControlServer (DaemonControl) ---> Conversation      (state, transcripts, usage, level, ...)
     SoundDevices: Microphone -> EchoFrontEnd ---> Conversation ---> SessionManager ---> RealtimeSession
     SessionManager (server events, link news) ---> Conversation ---> Speaker (SoundDevices)
+    EventBus ---> DeviceFleet (MQTT bridge, metrics textfile) ---> DaemonControl (commands, via the one table)
     Speaker (started, drained, level) ----------> Conversation, EventBus
 
 One task per I/O path: the microphone, the speaker's pump, the session manager (and its session's reader
@@ -20,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgevoice.audio.sound_devices import AudioDeviceError, SoundDevices
 from edgevoice.audio.xruns import XRuns, XRunWatch
@@ -39,6 +40,9 @@ from edgevoice.realtime.credentials import MissingSecret, SecretSource, secrets_
 from edgevoice.realtime.manager import LinkStatus, ManagerHooks, SessionManager
 from edgevoice.realtime.tools import ToolRegistry, command_tool
 from edgevoice.realtime.usage import UsageMeter
+
+if TYPE_CHECKING:
+    from edgevoice.device_fleet import DeviceFleet
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +71,14 @@ class Daemon:
             self.tools.register(command_tool(tool))
         self.usage = UsageMeter(config.usage, config.realtime.model)
         self._secrets = secrets or secrets_for(config.realtime, on_secret)
+        self._on_secret = on_secret
         self._pin_factory = pin_factory
         self.sound: SoundDevices | None = None
         self.panel: Panel | None = None  # buttons and status LEDs
         self.conversation: Conversation | None = None
         self.manager: SessionManager | None = None
         self.control: ControlServer | None = None
+        self.fleet: DeviceFleet | None = None  # with [mqtt] or [metrics]
         self._volume = 1.0
         self._stopping: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -124,6 +130,7 @@ class Daemon:
                 conversation.report_fault("key", self._secrets.problem)
             conversation.start()
             await self._start_control()
+            self._start_fleet()
             if on_ready is not None:
                 on_ready()
             await self._stopping.wait()
@@ -276,6 +283,14 @@ class Daemon:
             log.error("control socket: %s; robots cannot drive this device until it is fixed", exc)
             return
         self.control = server
+
+    def _start_fleet(self) -> None:
+        """The MQTT bridge and the metrics textfile, if configured (loaded only then: they weigh on a Pi)."""
+        if self.config.mqtt.enabled or self.config.metrics.textfile:
+            from edgevoice.device_fleet import DeviceFleet
+
+            self.fleet = DeviceFleet(self, self._on_secret)
+            self._tasks.append(asyncio.create_task(self.fleet.run(), name="fleet"))
 
     # ---- service supervision (systemd readiness and watchdog: edgevoice.service) ----------------------
 

@@ -35,6 +35,7 @@ from edgevoice.fleet.topics import (
     OFFLINE,
     ONLINE,
     BadPayload,
+    CommandRefused,
     Topics,
     decode_command,
     encode,
@@ -43,7 +44,10 @@ from edgevoice.fleet.topics import (
     reply_ok,
 )
 
+__all__ = ["CommandRefused", "Execute", "FleetBridge", "backoff_delay"]
 log = logging.getLogger(__name__)
+client_log = logging.getLogger("edgevoice.fleet.aiomqtt")  # every packet at debug: a journal of its own
+client_log.setLevel(logging.INFO)
 
 Execute = Callable[[str, dict[str, Any]], dict[str, Any]]
 PUBLISH_TIMEOUT_S = 10.0  # a broker that does not acknowledge within this is treated as gone
@@ -51,14 +55,6 @@ BACKOFF_BASE_S = 1.0
 COMMANDS_PER_S = 5.0  # a flood of commands gets `rate_limited` replies, not the device's attention
 COMMAND_BURST = 20
 STATE_EVENTS = ("state", "mute", "volume", "session")  # what changes the retained state
-
-
-class CommandRefused(Exception):
-    """A command was not run: `code` is the control protocol's error code, `message` says what to do."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
 
 
 def backoff_delay(attempt: int, rng: random.Random, cap_s: float, base_s: float = BACKOFF_BASE_S) -> float:
@@ -201,7 +197,7 @@ class FleetBridge:
             tls_params=tls,
             timeout=PUBLISH_TIMEOUT_S,
             max_queued_incoming_messages=COMMAND_BURST * 2,
-            logger=logging.getLogger("edgevoice.fleet.aiomqtt"),
+            logger=client_log,
         )
 
     async def _serve(self, client: aiomqtt.Client) -> None:

@@ -118,22 +118,31 @@ _PROMETHEUS = {
 
 def write_textfile(snapshot: Mapping[str, Any], path: str, device: str) -> None:
     """Write `snapshot` for node_exporter's textfile collector (blocking file I/O: call it off the event loop)."""
-    from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
+    from prometheus_client import CollectorRegistry, write_to_textfile
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client.registry import Collector
 
-    registry = CollectorRegistry(auto_describe=True)
-    labels = {"device": device, "model": str(snapshot.get("model", ""))}
+    labels = ["device", "model"]
+    values = [device, str(snapshot.get("model", ""))]
+    families: list[CounterMetricFamily | GaugeMetricFamily] = []
     for key, (name, help_text, kind) in _PROMETHEUS.items():
         value = snapshot.get(key)
         if value is None:
             continue  # unknown here (no turn yet, no thermal sensor): absent, not 0
-        metric: Gauge | Counter
-        if kind == "counter":
-            metric = Counter(name, help_text, list(labels), registry=registry)
-            metric.labels(**labels).inc(float(value))
-        else:
-            metric = Gauge(name, help_text, list(labels), registry=registry)
-            metric.labels(**labels).set(float(value))
-    state = Gauge("edgevoice_state", "The current state (1)", ["device", "state"], registry=registry)
-    state.labels(device=device, state=str(snapshot.get("state", ""))).set(1)
+        family = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, help_text, labels=labels)
+        family.add_metric(values, float(value))
+        families.append(family)
+    state = GaugeMetricFamily("edgevoice_state", "The current state (1)", labels=["device", "state"])
+    state.add_metric([device, str(snapshot.get("state", ""))], 1.0)
+    families.append(state)
+
+    class Snapshot(Collector):
+        """The one snapshot, as metric families (a private registry: nothing global, no _created samples)."""
+
+        def collect(self) -> Any:
+            return iter(families)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Snapshot())
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(path, registry)

@@ -83,6 +83,14 @@ def encode(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
+class CommandRefused(Exception):
+    """A command was not run: `code` is the control protocol's error code, `message` says what to do."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
 class BadPayload(Exception):
     """A command's payload is not a JSON object; the message says what it is instead."""
 
