@@ -81,7 +81,7 @@ def discovery_messages(
             {
                 "name": "Answer latency (p50)",
                 "state_topic": topics.metrics,
-                "value_template": "{{ value_json.latency_p50_ms if value_json.latency_p50_ms is not none else '' }}",
+                "value_template": "{{ value_json.latency_p50_ms }}",  # null (no turn yet) renders None: unknown
                 "unit_of_measurement": "ms",
                 "device_class": "duration",
                 "state_class": "measurement",
