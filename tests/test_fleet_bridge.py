@@ -223,3 +223,60 @@ def test_backoff_is_jittered_and_capped() -> None:
     assert min(first) >= 0.1 and max(first) <= 1.0 and max(first) - min(first) > 0.5  # spread, not one herd
     assert all(backoff_delay(20, rng, 60.0) <= 60.0 for _ in range(100))
     assert min(backoff_delay(5, rng, 60.0) for _ in range(100)) >= 3.2
+
+
+def fleet_bridge(url: str, name: str, **settings: Any) -> FleetBridge:
+    device = Volume()
+    bridge = FleetBridge(
+        MqttSettings(url=url, device_id=name, reconnect_max_s=1.0, **settings),
+        Topics(f"edgevoice/{name}"),
+        DeviceInfo(name, "0.1.0"),
+        execute=device.execute,
+        state=device.state,
+    )
+    bridge.set_metrics({"ts": 1.0, "latency_p50_ms": 612, "cost_today_usd": 0.37})
+    return bridge
+
+
+def test_the_fleet_command_lists_every_device(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    async def scenario(broker: Broker) -> None:
+        up, gone = fleet_bridge(broker.url, "lobby"), fleet_bridge(broker.url, "bar")
+        async with Watcher(broker.port) as watch, running(up), running(gone):
+            await watch.until(
+                lambda: len(watch.json("edgevoice/bar/metrics")) and len(watch.json("edgevoice/lobby/metrics"))
+            )
+        async with running(up):  # `bar` has stopped: its retained availability says offline
+            await asyncio.sleep(0.5)
+            out = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "edgevoice", "fleet", "--broker", broker.url, "--json"],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert out.returncode == 0, out.stderr
+            rows = {r["id"]: r for r in json.loads(out.stdout)}
+            assert set(rows) == {"lobby", "bar"}
+            assert (rows["lobby"]["availability"], rows["lobby"]["state"], rows["lobby"]["link"]) == (
+                "online",
+                "idle",
+                "up",
+            )
+            assert rows["bar"]["availability"] == "offline"
+            assert rows["lobby"]["latency_p50_ms"] == 612 and rows["lobby"]["cost_today_usd"] == 0.37
+            text = await asyncio.to_thread(
+                subprocess.run, [sys.executable, "-m", "edgevoice", "fleet", "--broker", broker.url],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            lines = text.stdout.splitlines()
+            assert lines[0].split() == ["ID", "STATE", "LINK", "LATENCY", "COST", "TODAY", "LAST", "SEEN"]
+            assert lines[1].startswith("bar ") and "offline (idle)" in lines[1]
+            assert lines[2].split()[:5] == ["lobby", "idle", "up", "612", "ms"] and "$0.37" in lines[2]
+            assert lines[-1] == "2 devices, 1 online"
+
+    with Broker(tmp_path) as broker:
+        asyncio.run(scenario(broker))
+    out = subprocess.run([sys.executable, "-m", "edgevoice", "fleet", "--broker", broker.url, "--wait", "1"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 1 and "cannot read" in out.stderr and "Traceback" not in out.stderr  # broker gone
