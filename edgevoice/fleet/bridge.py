@@ -68,6 +68,8 @@ def backoff_delay(attempt: int, rng: random.Random, cap_s: float, base_s: float 
 def explain(exc: BaseException) -> str:
     """What a failed connection means, in words an operator can act on (never a secret)."""
     text = str(exc)
+    if text.startswith("Disconnected during message iteration"):
+        return "the broker closed the connection, or the network dropped it"
     if isinstance(exc, aiomqtt.MqttCodeError) and str(exc.rc).lower().startswith(("not authorized", "bad user")):
         return f"the broker refused the user name or password ({text}): check [mqtt] username and the password"
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
