@@ -77,6 +77,34 @@ def explain(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+class _Client(aiomqtt.Client):
+    """aiomqtt's client, with its socket bookkeeping made safe for a broker that vanishes mid-write.
+
+    aiomqtt (2.x) schedules `add_writer` for paho's socket with call_soon_threadsafe and never removes the writer
+    when the socket closes: a socket closed in between leaves asyncio an `add_writer` on a dead descriptor
+    (logged as "Exception in callback ... Bad file descriptor"), or, worse, on a reused one. Here the writer is
+    added only if the socket is still paho's and open, and removed with the reader when paho closes it."""
+
+    def _on_socket_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
+        def register() -> None:
+            if client.socket() is sock and sock.fileno() != -1:
+                self._loop.add_writer(sock.fileno(), write)
+
+        def write() -> None:
+            try:
+                client.loop_write()
+            except Exception as exc:  # a broken pipe: the connection is gone
+                if not self._disconnected.done():
+                    self._disconnected.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(register)
+
+    def _on_socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
+        if sock.fileno() != -1:
+            self._loop.remove_writer(sock.fileno())
+        super()._on_socket_close(client, userdata, sock)
+
+
 class _Bucket:
     """A token bucket: `take()` is False once commands come faster than the rate allows."""
 
@@ -182,12 +210,12 @@ class FleetBridge:
             log.warning("mqtt: %s%s", "connection lost: " if was_connected else "cannot connect: ", why)
         self.last_error = why
 
-    async def _client(self) -> aiomqtt.Client:
+    async def _client(self) -> _Client:
         address = broker_address(self.settings.url)
         tls = None
         if address.tls:
             tls = aiomqtt.TLSParameters(ca_certs=self.settings.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
-        return aiomqtt.Client(
+        return _Client(
             address.host,
             address.port,
             transport=address.transport,
