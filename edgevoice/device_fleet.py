@@ -140,6 +140,7 @@ class DeviceFleet:
             info,
             execute=self.execute,
             state=self.state,
+            metrics=self.snapshot,
             password=password.value if password is not None else None,
         )
 
@@ -152,7 +153,7 @@ class DeviceFleet:
 
     def _publish(self) -> None:
         if self.bridge is not None:
-            self.bridge.set_metrics(self.snapshot())
+            self.bridge.publish_metrics()
 
     async def _write(self) -> None:
         textfile = self._daemon.config.metrics.textfile

@@ -280,3 +280,17 @@ def test_the_fleet_command_lists_every_device(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "edgevoice", "fleet", "--broker", broker.url, "--wait", "1"],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert out.returncode == 1 and "cannot read" in out.stderr and "Traceback" not in out.stderr  # broker gone
+
+
+def test_a_broker_on_a_unix_socket(tmp_path: Path) -> None:
+    async def scenario(broker: Broker) -> None:
+        assert broker.socket_path is not None
+        bridge = make_bridge(f"unix://{broker.socket_path}", Volume())
+        async with Watcher(broker.port) as watch, running(bridge):
+            await watch.until(lambda: watch.last("edgevoice/kiosk1/availability") == "online", what="online")
+            await watch.publish("edgevoice/kiosk1/cmd/status", '{"id": 1}')
+            await watch.until(lambda: watch.json("edgevoice/kiosk1/reply"), what="the reply")
+        assert watch.json("edgevoice/kiosk1/reply")[0]["result"] == {"state": "idle"}
+
+    with Broker(tmp_path, unix=True) as broker:
+        asyncio.run(scenario(broker))

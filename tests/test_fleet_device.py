@@ -139,3 +139,37 @@ def test_sigkill_leaves_the_device_offline_on_the_broker(sound_card: VirtualSoun
     assert online == "online"
     assert retained["edgevoice/killed/availability"] == "offline"  # what a dashboard that looks now sees
     assert json.loads(retained["edgevoice/killed/state"])["state"] in ("idle", "connecting")
+
+
+def test_a_device_whose_broker_is_down_talks_and_joins_when_it_appears(
+    sound_card: VirtualSoundCard, tmp_path: Path
+) -> None:
+    from conftest import speak
+
+    async def scenario() -> tuple[Device, list[str], list[dict[str, Any]]]:
+        broker = Broker(tmp_path)  # down at the device's start
+        config = fleet_config(broker, tmp_path / "m.prom")
+        async with Device(sound_card, mic=speak("Hello there, what can you do?"), config=config) as device:
+            await device.wait_capture(0.3)
+            device.press()
+            await device.wait_capture(3.0)
+            device.release()
+            await device.wait_state("idle", after="speaking")  # a whole turn while the broker is away
+            assert device.daemon is not None and device.daemon.fleet is not None
+            bridge = device.daemon.fleet.bridge
+            assert bridge is not None and not bridge.connected and "refused" in bridge.last_error.lower()
+            with broker:
+                async with Watcher(broker.port, (f"{BASE}/#",)) as watch:
+                    await watch.until(lambda: watch.last(f"{BASE}/availability") == "online", what="online")
+                    await watch.until(lambda: watch.json(f"{BASE}/state") and watch.json(f"{BASE}/metrics"))
+                    events = watch.json(f"{BASE}/event")
+                    state = watch.json(f"{BASE}/state")[-1]
+                    metrics = watch.json(f"{BASE}/metrics")[-1]
+        return device, [e["event"] for e in events], [state, metrics]
+
+    device, events, (state, metrics) = asyncio.run(scenario())
+    assert "speaking" in device.states
+    assert state["state"] == "idle"
+    assert "latency" in events and "usage" in events  # the turn's news waited in the queue for the broker
+    assert "transcript" not in events  # transcripts stay on the device unless the operator allows them
+    assert metrics["turns"] == 1

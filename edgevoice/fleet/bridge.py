@@ -132,6 +132,7 @@ class FleetBridge:
         *,
         execute: Execute,
         state: Callable[[], dict[str, Any]],
+        metrics: Callable[[], dict[str, Any]] | None = None,
         password: str | None = None,
         client_id: str = "",
         rng: random.Random | None = None,
@@ -144,6 +145,7 @@ class FleetBridge:
         self._discovery = (
             discovery_messages(device, topics, self.allowed, settings.discovery_prefix) if settings.discovery else {}
         )
+        self._metrics_source = metrics  # read when sent: a reconnect sends the figures of now
         self._metrics: dict[str, Any] | None = None
         self._dirty: set[str] = set()  # retained topics whose latest value is not yet on the broker
         self._outbox: deque[tuple[str, bytes]] = deque()
@@ -170,7 +172,12 @@ class FleetBridge:
         if forwarded is not None:
             self._queue(self.topics.event, encode(forwarded))
 
+    def publish_metrics(self) -> None:
+        """Send the metrics (read from `metrics` when they go out)."""
+        self._mark(self.topics.metrics)
+
     def set_metrics(self, snapshot: dict[str, Any]) -> None:
+        """Send this snapshot as the metrics (for a bridge without a `metrics` source)."""
         self._metrics = snapshot
         self._mark(self.topics.metrics)
 
@@ -217,7 +224,7 @@ class FleetBridge:
             tls = aiomqtt.TLSParameters(ca_certs=self.settings.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
         return _Client(
             address.host,
-            address.port,
+            address.port or 1883,  # paho wants a port for a Unix socket too (and ignores it)
             transport=address.transport,
             identifier=self._client_id,
             username=self.settings.username or None,
@@ -237,7 +244,7 @@ class FleetBridge:
         try:
             await self._publish(client, self.topics.availability, ONLINE.encode(), retain=True)
             self._dirty.update({self.topics.state, *self._discovery})
-            if self._metrics is not None:
+            if self._metrics is not None or self._metrics_source is not None:
                 self._dirty.add(self.topics.metrics)
             await client.subscribe(self.topics.commands, qos=self.settings.qos)
             await client.subscribe(self.topics.ha_muted, qos=self.settings.qos)
@@ -276,7 +283,7 @@ class FleetBridge:
         if topic == self.topics.state:
             return encode({**self._state(), "ts": round(time.time(), 1)})
         if topic == self.topics.metrics:
-            return encode(self._metrics or {})
+            return encode(self._metrics_source() if self._metrics_source is not None else self._metrics or {})
         return encode(self._discovery[topic])
 
     async def _publish(self, client: aiomqtt.Client, topic: str, payload: bytes, *, retain: bool) -> None:

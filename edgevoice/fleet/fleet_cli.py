@@ -101,7 +101,7 @@ async def read_fleet(
     tls = aiomqtt.TLSParameters(ca_certs=ca_file or None, cert_reqs=ssl.CERT_REQUIRED) if address.tls else None
     messages: list[tuple[str, bytes]] = []
     async with aiomqtt.Client(
-        address.host, address.port, transport=address.transport, username=username, password=password,
+        address.host, address.port or 1883, transport=address.transport, username=username, password=password,
         tls_params=tls, identifier=f"edgevoice-fleet-{time.monotonic_ns()}", timeout=wait_s,
     ) as client:  # fmt: skip
         for kind in ("availability", "state", "metrics"):
