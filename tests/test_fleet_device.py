@@ -100,6 +100,7 @@ def test_a_command_over_mqtt_drives_a_turn(sound_card: VirtualSoundCard, tmp_pat
     assert by_id[2]["error"]["message"] == "volume: level must be a number, not a string"  # the table's words
     assert "did you mean" in by_id[6]["error"]["message"] or "unknown field" in by_id[6]["error"]["message"]
     assert by_id[5]["result"]["state"] in ("idle", "connecting", "listening") and "usage" in by_id[5]["result"]
+    assert by_id[5]["result"]["mqtt"] == {"connected": True, "reconnects": 0, "dropped": 0, "error": ""}
     assert {"idle", "thinking", "speaking"} <= {s["state"] for s in states}
     assert metrics["turns"] >= 1 and metrics["latency_p50_ms"] is not None and metrics["link"] in ("up", "down")
 
