@@ -294,3 +294,28 @@ def test_a_broker_on_a_unix_socket(tmp_path: Path) -> None:
 
     with Broker(tmp_path, unix=True) as broker:
         asyncio.run(scenario(broker))
+
+
+def test_doctor_connects_with_the_devices_credentials(tmp_path: Path) -> None:
+    from edgevoice.doctor import Context, diagnose
+
+    password = tmp_path / "pw"
+    password.write_text("wrong\n")
+    password.chmod(0o600)
+    with Broker(tmp_path, users={"kiosk": SECRET}) as broker:
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f'[mqtt]\nurl = "{broker.url}"\ndevice_id = "d1"\nusername = "kiosk"\npassword_file = "{password}"\n'
+        )
+
+        def mqtt_finding() -> Any:
+            findings = asyncio.run(diagnose(Context(str(config)), only={"config", "mqtt"}))
+            return next(f for f in findings if f.check == "mqtt")
+
+        refused = mqtt_finding()
+        password.write_text(SECRET + "\n")
+        passed = mqtt_finding()
+    assert refused.status == "fail" and "user name or password" in refused.detail and SECRET not in refused.detail
+    assert passed.status == "pass" and "connected" in passed.detail and "as kiosk" in passed.detail
+    config.write_text("")
+    assert asyncio.run(diagnose(Context(str(config)), only={"config", "mqtt"}))[-1].status == "skip"

@@ -77,7 +77,7 @@ def explain(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-class _Client(aiomqtt.Client):
+class SafeClient(aiomqtt.Client):
     """aiomqtt's client, with its socket bookkeeping made safe for a broker that vanishes mid-write.
 
     aiomqtt (2.x) schedules `add_writer` for paho's socket with call_soon_threadsafe and never removes the writer
@@ -217,12 +217,12 @@ class FleetBridge:
             log.warning("mqtt: %s%s", "connection lost: " if was_connected else "cannot connect: ", why)
         self.last_error = why
 
-    async def _client(self) -> _Client:
+    async def _client(self) -> SafeClient:
         address = broker_address(self.settings.url)
         tls = None
         if address.tls:
             tls = aiomqtt.TLSParameters(ca_certs=self.settings.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
-        return _Client(
+        return SafeClient(
             address.host,
             address.port or 1883,  # paho wants a port for a Unix socket too (and ignores it)
             transport=address.transport,
