@@ -115,7 +115,8 @@ def test_command_payloads() -> None:
 def test_events_kept_on_the_device() -> None:
     assert fleet_event({"event": "level", "level": 0.3}, transcripts=True) is None  # 20 Hz: never on the broker
     assert fleet_event({"event": "transcript", "text": "my name is"}, transcripts=False) is None  # privacy
-    assert fleet_event({"event": "transcript", "text": "hi"}, transcripts=True) is not None
+    assert fleet_event({"event": "transcript", "text": "hi", "final": True}, transcripts=True) is not None
+    assert fleet_event({"event": "transcript", "text": "h", "final": False}, transcripts=True) is None  # partial
     assert fleet_event({"event": "error", "code": "x"}, transcripts=False) is not None
 
 

@@ -126,6 +126,8 @@ def reply_error(request_id: int | str | None, command: str, code: str, message: 
 def fleet_event(event: dict[str, Any], transcripts: bool) -> dict[str, Any] | None:
     """The event as the fleet sees it, or None if it stays on the device."""
     name = event.get("event")
-    if name in FLEET_EVENTS or (transcripts and name in TRANSCRIPT_EVENTS):
+    if name in FLEET_EVENTS:
+        return event
+    if transcripts and name in TRANSCRIPT_EVENTS and event.get("final", True):  # not every partial: a few a turn
         return event
     return None
