@@ -319,3 +319,30 @@ def test_doctor_connects_with_the_devices_credentials(tmp_path: Path) -> None:
     assert passed.status == "pass" and "connected" in passed.detail and "as kiosk" in passed.detail
     config.write_text("")
     assert asyncio.run(diagnose(Context(str(config)), only={"config", "mqtt"}))[-1].status == "skip"
+
+
+def test_a_failing_state_source_costs_a_reconnect_not_the_bridge(tmp_path: Path) -> None:
+    device = Volume()
+    calls = []
+
+    def flaky_state() -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the device's status")
+        return device.state()
+
+    async def scenario(broker: Broker) -> FleetBridge:
+        bridge = FleetBridge(
+            MqttSettings(url=broker.url, device_id="kiosk1", reconnect_max_s=1.0),
+            Topics("edgevoice/kiosk1"),
+            DeviceInfo("kiosk1", "0.1.0"),
+            execute=device.execute,
+            state=flaky_state,
+        )
+        async with Watcher(broker.port) as watch, running(bridge):
+            await watch.until(lambda: watch.json("edgevoice/kiosk1/state"), what="the state, after the failure")
+        return bridge
+
+    with Broker(tmp_path) as broker:
+        bridge = asyncio.run(scenario(broker))
+    assert bridge.connections == 2 and len(calls) >= 2  # the failure ended one connection; the next one worked

@@ -127,6 +127,7 @@ def test_sigkill_leaves_the_device_offline_on_the_broker(sound_card: VirtualSoun
                     with Process.edgevoice(ROOT, tmp_path / "daemon", sound_card, config) as daemon:
                         await asyncio.to_thread(daemon.wait_ready, 60)
                         await watch.until(lambda: watch.last("edgevoice/killed/availability") == "online")
+                        await watch.until(lambda: watch.last("edgevoice/killed/state") is not None)
                         online = watch.last("edgevoice/killed/availability")
                         daemon.process.send_signal(signal.SIGKILL)
                         await asyncio.to_thread(daemon.process.wait)
@@ -163,6 +164,9 @@ def test_a_device_whose_broker_is_down_talks_and_joins_when_it_appears(
                 async with Watcher(broker.port, (f"{BASE}/#",)) as watch:
                     await watch.until(lambda: watch.last(f"{BASE}/availability") == "online", what="online")
                     await watch.until(lambda: watch.json(f"{BASE}/state") and watch.json(f"{BASE}/metrics"))
+                    await watch.until(
+                        lambda: "usage" in [e["event"] for e in watch.json(f"{BASE}/event")], what="the queued events"
+                    )
                     events = watch.json(f"{BASE}/event")
                     state = watch.json(f"{BASE}/state")[-1]
                     metrics = watch.json(f"{BASE}/metrics")[-1]

@@ -207,6 +207,9 @@ class FleetBridge:
                 raise
             except (aiomqtt.MqttError, OSError, ValueError, ssl.SSLError) as exc:
                 self._lost(explain(exc))
+            except Exception:  # a bug here must not end the bridge for good: the next attempt may do better
+                log.exception("mqtt: the bridge failed; it reconnects")
+                self.connected = False
             delay = backoff_delay(attempt, self._rng, self.settings.reconnect_max_s)
             attempt += 1
             await asyncio.sleep(delay)
@@ -251,20 +254,31 @@ class FleetBridge:
             if self._discovery:
                 await client.subscribe(self.topics.ha_status, qos=self.settings.qos)
             self._wake.set()
-            sender = asyncio.create_task(self._send(client), name="mqtt-send")
+            # Either half failing (a publish not acknowledged, the connection gone) ends this connection.
+            halves = {
+                asyncio.create_task(self._send(client), name="mqtt-send"),
+                asyncio.create_task(self._receive_all(client), name="mqtt-receive"),
+            }
             try:
-                async for message in client.messages:
-                    self._receive(str(message.topic), message.payload)
+                done, _ = await asyncio.wait(halves, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                sender.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sender
+                for task in halves:
+                    task.cancel()
+                for task in halves:
+                    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                        await task
+            for task in done:
+                task.result()
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):  # a clean stop: the will would not fire; say it ourselves
                 await asyncio.wait_for(
                     client.publish(self.topics.availability, OFFLINE, qos=1, retain=True), timeout=1.0
                 )
             raise
+
+    async def _receive_all(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            self._receive(str(message.topic), message.payload)
 
     async def _send(self, client: aiomqtt.Client) -> None:
         """Publish what is waiting, the retained topics first (their latest value), then the events in order."""
