@@ -1,17 +1,17 @@
 """The composition root: builds every part from the configuration, wires them together, runs and stops them.
 
-Leaves (`audio`, `realtime`, `hw`, `control`, `system`) know nothing of each other; this module connects them
+Leaves (`audio`, `realtime`, `hw`, `control`, `system`, `fleet`) know nothing of each other; this module connects them
 to the `Conversation` state machine through callbacks and an `EventBus`:
 
     Panel (button gestures) ---------> Conversation ---> EventBus ---> Panel LEDs, ControlServer, journal...
     ControlServer (DaemonControl) ---> Conversation      (state, transcripts, usage, level, ...)
     SoundDevices: Microphone -> EchoFrontEnd ---> Conversation ---> SessionManager ---> RealtimeSession
     SessionManager (server events, link news) ---> Conversation ---> Speaker (SoundDevices)
-    EventBus ---> DeviceFleet (MQTT bridge, metrics textfile) ---> DaemonControl (commands, via the one table)
     Speaker (started, drained, level) ----------> Conversation, EventBus
+    EventBus ---> DeviceFleet (MQTT bridge, metrics textfile) ---> DaemonControl (commands, via the one table)
 
 One task per I/O path: the microphone, the speaker's pump, the session manager (and its session's reader
-and writer), the control socket's connections, and a clock tick.
+and writer), the control socket's connections, the fleet's broker connection ([mqtt]), and a clock tick.
 """
 
 from __future__ import annotations
