@@ -111,6 +111,44 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
     return run_ctl(args, control_socket(args.socket, args.config))
 
 
+def _cmd_fleet(args: argparse.Namespace) -> int:
+    from edgevoice.config import ConfigError, load_config
+    from edgevoice.fleet.credentials import BrokerCredentialsError, load_password
+
+    try:
+        mqtt = load_config(args.config).mqtt
+    except ConfigError as exc:
+        if not args.broker:
+            print(f"edgevoice fleet: {exc}", file=sys.stderr)
+            return 2
+        from edgevoice.fleet.settings import MqttSettings
+
+        mqtt = MqttSettings()
+    url = args.broker or mqtt.url
+    if not url:
+        print("edgevoice fleet: no broker: give --broker mqtt://HOST or set [mqtt] url in config.toml", file=sys.stderr)
+        return 2
+    try:
+        password = load_password(args.password_file if args.password_file is not None else mqtt.password_file)
+    except BrokerCredentialsError as exc:
+        print(f"edgevoice fleet: {exc}", file=sys.stderr)
+        return 2
+    try:
+        from edgevoice.fleet.fleet_cli import run_fleet
+    except ImportError:
+        print("edgevoice fleet: needs the mqtt extra: pip install 'edgevoice[mqtt]'", file=sys.stderr)
+        return 2
+    return run_fleet(
+        url,
+        args.prefix,
+        username=args.username if args.username is not None else (mqtt.username or None),
+        password=password.value if password is not None else None,
+        ca_file=args.ca_file if args.ca_file is not None else mqtt.ca_file,
+        wait_s=args.wait,
+        as_json=args.json,
+    )
+
+
 def control_socket(cli_path: str | None, config_path: str | None) -> str:
     """--socket, else $EDGEVOICE_SOCKET, else [control] socket of the configuration (if it can be read)."""
 
@@ -178,6 +216,17 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--config", help="config file to read [control] socket from (default: as for run)")
     add_ctl_arguments(ctl)
     ctl.set_defaults(func=_cmd_ctl)
+
+    fleet = sub.add_parser("fleet", help="every device on an MQTT broker: state, link, latency, cost, last seen")
+    fleet.add_argument("--broker", help="mqtt://HOST[:PORT], mqtts://... or unix:///PATH (default: [mqtt] url)")
+    fleet.add_argument("--prefix", default="edgevoice", help="where the devices' topics are (default: edgevoice)")
+    fleet.add_argument("--username", help="broker user (default: [mqtt] username)")
+    fleet.add_argument("--password-file", help="a file holding the broker password (default: [mqtt] password_file)")
+    fleet.add_argument("--ca-file", help="for mqtts://: the broker's CA (default: [mqtt] ca_file)")
+    fleet.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the broker at most")
+    fleet.add_argument("--config", help="config file to read [mqtt] from (default: as for run)")
+    fleet.add_argument("--json", action="store_true", help="machine-readable output")
+    fleet.set_defaults(func=_cmd_fleet)
 
     emulator = sub.add_parser("emulator", help="run the local Realtime-protocol server for development")
     emulator.add_argument("--host", default="127.0.0.1")

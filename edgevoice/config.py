@@ -11,12 +11,10 @@ allowed. The API key never lives here: see `edgevoice.realtime.credentials`.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import difflib
 import math
 import os
 import re
-import shutil
 import tomllib
 import types
 import typing
@@ -28,6 +26,7 @@ from edgevoice.audio.mixer import mixer_problems
 from edgevoice.audio.settings import AudioSettings, MixerSettings
 from edgevoice.control.settings import ControlSettings
 from edgevoice.conversation.settings import ConversationSettings
+from edgevoice.fleet.settings import MetricsSettings, MqttSettings, settings_problems
 from edgevoice.hw.gestures import gesture_problems
 from edgevoice.hw.profiles import Profile, ProfileError, load_profile
 from edgevoice.hw.settings import ButtonSettings, HardwareSettings, LedSettings
@@ -68,6 +67,8 @@ class Config:
     control: ControlSettings = ControlSettings()
     usage: UsageSettings = UsageSettings()
     logging: LoggingSettings = LoggingSettings()
+    mqtt: MqttSettings = MqttSettings()
+    metrics: MetricsSettings = MetricsSettings()
     source: str = field(default="<defaults>", compare=False)
 
     def replace(self, **sections: Any) -> Config:
@@ -280,6 +281,31 @@ def _check_combinations(config: Config, source: str) -> None:
             "(http:// only to this machine: 127.0.0.1, ::1 or localhost)"
         )
     _check_hardware(config, source)
+    _check_fleet(config, source)
+
+
+def mqtt_command_problem(name: str) -> str | None:
+    """Why the command `name` cannot be allowed over MQTT (None if it can): the device's commands of the control
+    table, and `status`; not the ones about a connection (subscriptions, tools) nor `image` (a file or pieces)."""
+    from edgevoice.control.commands import COMMANDS
+
+    spec = COMMANDS.get(name)
+    allowed = [n for n, s in COMMANDS.items() if (s.handled_by == "device" and n != "image") or n == "status"]
+    if spec is None or name not in allowed:
+        return f"not a command for MQTT{_did_you_mean(name, allowed)}; these are: {', '.join(allowed)}"
+    return None
+
+
+def _check_fleet(config: Config, source: str) -> None:
+    problems = settings_problems(config.mqtt, mqtt_command_problem)
+    if problems:
+        raise ConfigError(f"{source}: [mqtt] {problems[0]}")
+    textfile = config.metrics.textfile
+    if textfile and (not textfile.startswith("/") or not textfile.endswith(".prom")):
+        raise ConfigError(
+            f"{source}: [metrics] textfile = {textfile!r}: an absolute path ending in .prom, in node_exporter's "
+            "textfile directory (e.g. /var/lib/node_exporter/textfile_collector/edgevoice.prom)"
+        )
 
 
 def button_sections(config: Config) -> dict[str, ButtonSettings]:
@@ -322,54 +348,3 @@ def _check_hardware(config: Config, source: str) -> None:
         if pin in seen:
             raise ConfigError(f"{source}: {seen[pin]} and {what} are both {pin}; a GPIO can be only one of them")
         seen[pin] = what
-
-
-def config_warnings(config: Config, today: datetime.date | None = None) -> list[str]:
-    """Things that work but deserve an operator's attention (logged at start, shown by doctor)."""
-    rt = config.realtime
-    warnings = _model_warnings(config, today or datetime.date.today())
-    if rt.turn_detection.type == "none" and not any(b.enabled for b in button_sections(config).values()):
-        warnings.append(
-            "push-to-talk ([realtime.turn_detection] type = 'none') with no button enabled: wire one and set "
-            "[button] enabled = true and pin, or use server_vad"
-        )
-    for tool in rt.tools:
-        program = tool.command[0] if tool.command else ""
-        if program and shutil.which(program) is None:
-            warnings.append(
-                f"[[realtime.tools]] {tool.name!r}: its command {program!r} is not an executable program here "
-                "(give an absolute path, or install it): every call will answer the model with an error"
-            )
-    return warnings
-
-
-def _model_warnings(config: Config, today: datetime.date) -> list[str]:
-    """What the model catalogue says about the configured model: unknown, shut down (soon), no reasoning."""
-    rt = config.realtime
-    model = models.find(rt.model)
-    if model is None:
-        warning = (
-            f"[realtime] model {rt.model!r} is not in edgevoice's model catalogue "
-            f"({', '.join(models.current_models())}, ...); it is used as given"
-        )
-        if not any(price.model == rt.model for price in config.usage.prices):
-            warning += (
-                f", and its cost counts as 0 until you give its prices in [[usage.prices]] (model = {rt.model!r})"
-            )
-        if rt.reasoning_effort:
-            warning += "; reasoning_effort is sent as set (remove it if the server rejects it)"
-        return [warning]
-    warnings = []
-    shutdown = models.shutdown_of(rt.model)
-    if shutdown is not None:
-        when = "was due to shut down" if shutdown.date <= today else "has an announced shutdown"
-        warnings.append(
-            f"[realtime] model {rt.model!r} {when} on {shutdown.date.isoformat()}; "
-            f"move to {shutdown.replacement!r} (see docs/configuration.md, Models)"
-        )
-    if rt.reasoning_effort and not model.reasoning:
-        warnings.append(
-            f"[realtime] reasoning_effort is ignored: {rt.model!r} is not a reasoning model "
-            f"(these are: {', '.join(models.reasoning_models())})"
-        )
-    return warnings

@@ -1,6 +1,6 @@
 """The composition root: builds every part from the configuration, wires them together, runs and stops them.
 
-Leaves (`audio`, `realtime`, `hw`, `control`, `system`) know nothing of each other; this module connects them
+Leaves (`audio`, `realtime`, `hw`, `control`, `system`, `fleet`) know nothing of each other; this module connects them
 to the `Conversation` state machine through callbacks and an `EventBus`:
 
     Panel (button gestures) ---------> Conversation ---> EventBus ---> Panel LEDs, ControlServer, journal...
@@ -8,9 +8,10 @@ to the `Conversation` state machine through callbacks and an `EventBus`:
     SoundDevices: Microphone -> EchoFrontEnd ---> Conversation ---> SessionManager ---> RealtimeSession
     SessionManager (server events, link news) ---> Conversation ---> Speaker (SoundDevices)
     Speaker (started, drained, level) ----------> Conversation, EventBus
+    EventBus ---> DeviceFleet (MQTT bridge, metrics textfile) ---> DaemonControl (commands, via the one table)
 
 One task per I/O path: the microphone, the speaker's pump, the session manager (and its session's reader
-and writer), the control socket's connections, and a clock tick.
+and writer), the control socket's connections, the fleet's broker connection ([mqtt]), and a clock tick.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgevoice.audio.mixer import apply_mixer
 from edgevoice.audio.sound_devices import AudioDeviceError, SoundDevices
@@ -40,6 +41,9 @@ from edgevoice.realtime.credentials import MissingSecret, SecretSource, secrets_
 from edgevoice.realtime.manager import LinkStatus, ManagerHooks, SessionManager, warm_up
 from edgevoice.realtime.tools import ToolRegistry, command_tool
 from edgevoice.realtime.usage import UsageMeter
+
+if TYPE_CHECKING:
+    from edgevoice.device_fleet import DeviceFleet
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +72,14 @@ class Daemon:
             self.tools.register(command_tool(tool))
         self.usage = UsageMeter(config.usage, config.realtime.model)
         self._secrets = secrets or secrets_for(config.realtime, on_secret)
+        self._on_secret = on_secret
         self._pin_factory = pin_factory
         self.sound: SoundDevices | None = None
         self.panel: Panel | None = None  # buttons and status LEDs
         self.conversation: Conversation | None = None
         self.manager: SessionManager | None = None
         self.control: ControlServer | None = None
+        self.fleet: DeviceFleet | None = None  # with [mqtt] or [metrics]
         self._volume = 1.0
         self._stopping: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -125,6 +131,7 @@ class Daemon:
                 conversation.report_fault("key", self._secrets.problem)
             conversation.start()
             await self._start_control()
+            self._start_fleet()
             if on_ready is not None:
                 on_ready()
             await self._stopping.wait()
@@ -290,6 +297,14 @@ class Daemon:
             log.error("control socket: %s; robots cannot drive this device until it is fixed", exc)
             return
         self.control = server
+
+    def _start_fleet(self) -> None:
+        """The MQTT bridge and the metrics textfile, if configured (loaded only then: they weigh on a Pi)."""
+        if self.config.mqtt.enabled or self.config.metrics.textfile:
+            from edgevoice.device_fleet import DeviceFleet
+
+            self.fleet = DeviceFleet(self, self._on_secret)
+            self._tasks.append(asyncio.create_task(self.fleet.run(), name="fleet"))
 
     # ---- service supervision (systemd readiness and watchdog: edgevoice.service) ----------------------
 

@@ -69,6 +69,9 @@ class DaemonControl:
         }
         if conversation is not None and conversation.reason:
             status["reason"] = conversation.reason
+        fleet = daemon.fleet
+        if fleet is not None and fleet.bridge is not None:  # [mqtt]: the broker connection's health
+            status["mqtt"] = fleet.bridge.status()
         return status
 
     def _audio(self) -> dict[str, Any]:

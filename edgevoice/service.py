@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from edgevoice import __version__
-from edgevoice.config import Config, ConfigError, config_warnings, load_config
+from edgevoice.config import Config, ConfigError, load_config
+from edgevoice.config_warnings import config_warnings
 from edgevoice.daemon import Daemon
 from edgevoice.system.logs import add_secret, set_log_context, setup_logging
 from edgevoice.system.notify import Notifier, WatchdogPinger, watchdog_timeout

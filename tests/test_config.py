@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edgevoice.config import Config, ConfigError, config_warnings, load_config, parse_config
+from edgevoice.config import Config, ConfigError, load_config, parse_config
+from edgevoice.config_warnings import config_warnings
 
 
 def test_empty_file_gives_defaults() -> None:

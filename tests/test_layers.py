@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "edgevoice"
-LEAVES = ("audio", "realtime", "hw", "control", "system")
+LEAVES = ("audio", "realtime", "hw", "control", "system", "fleet")
 SHARED = ("edgevoice", "edgevoice.threads")  # the version, and naming OS threads: utilities, not parts
 
 

@@ -14,7 +14,8 @@ from conformance import validate_client_event
 from openai.types.realtime import RealtimeReasoning, realtime_session_create_request
 from openai.types.realtime.realtime_session_create_request import RealtimeSessionCreateRequest
 
-from edgevoice.config import config_warnings, parse_config
+from edgevoice.config import parse_config
+from edgevoice.config_warnings import config_warnings
 from edgevoice.realtime import events, models
 from edgevoice.realtime.settings import ModelPrice, RealtimeSettings, UsageSettings
 from edgevoice.realtime.usage import UsageMeter

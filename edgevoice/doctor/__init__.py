@@ -7,6 +7,7 @@ Exit code 1 if any check failed. The API key is used for the handshake and never
 
     local    configuration, hardware profile, sound devices, microphone level, GPIO pins, control socket
     network  DNS, TLS, a real Realtime WebSocket handshake with the configured key
+    fleet    the [mqtt] broker: the password file and a real connection
     host     clock synchronisation, CPU temperature and throttling (Raspberry Pi), free disk
 """
 
@@ -53,7 +54,7 @@ class Context:
 
 async def diagnose(ctx: Context, only: set[str] | None = None) -> list[Finding]:
     """Run every check (or the ones named in `only`), in order."""
-    from edgevoice.doctor import host, local, network
+    from edgevoice.doctor import fleet, host, local, network
 
     sync_checks: list[tuple[str, Callable[[Context], Finding]]] = [
         ("config", local.check_config),
@@ -75,6 +76,11 @@ async def diagnose(ctx: Context, only: set[str] | None = None) -> list[Finding]:
             findings.append(await network.check_handshake(ctx))
         except Exception as exc:  # a bug in a check must not hide the others
             findings.append(Finding("realtime", "fail", f"the check itself failed: {exc!r}"))
+    if only is None or "mqtt" in only:
+        try:
+            findings.append(await fleet.check_broker(ctx))
+        except Exception as exc:
+            findings.append(Finding("mqtt", "fail", f"the check itself failed: {exc!r}"))
     for name, check in (
         ("clock", host.check_clock),
         ("temperature", host.check_temperature),

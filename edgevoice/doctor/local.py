@@ -25,7 +25,8 @@ from edgevoice.audio.devices import (
     negotiate_format,
     open_portaudio,
 )
-from edgevoice.config import ConfigError, config_warnings, load_config
+from edgevoice.config import ConfigError, load_config
+from edgevoice.config_warnings import config_warnings
 from edgevoice.doctor import Context, Finding
 from edgevoice.hw.detect import check_board
 from edgevoice.hw.gpio import HardwareError, explain_gpio_error, make_pin_factory
