@@ -20,7 +20,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +203,15 @@ async def stop_quietly(task: asyncio.Task[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def run_device(device_args: dict[str, Any], scenario: Callable[[Device], Awaitable[Any]]) -> tuple[Device, Any]:
+    """Start a `Device(**device_args)`, let its microphone run a moment, run `scenario` on it; (device, result)."""
+
+    async def main() -> tuple[Device, Any]:
+        async with Device(**device_args) as device:
+            await device.wait_capture(0.1)
+            result = await scenario(device)
+        return device, result
+
+    return asyncio.run(main())

@@ -3,25 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from conftest import silence
-from device import Device
+from device import Device, run_device
 
 from edgevoice.control.client import ControlClient
 from edgevoice.devkit.sound_card import VirtualSoundCard
-
-
-def run(device_args: dict[str, Any], scenario: Callable[[Device], Awaitable[Any]]) -> tuple[Device, Any]:
-    async def main() -> tuple[Device, Any]:
-        async with Device(**device_args) as device:
-            await device.wait_capture(0.1)
-            result = await scenario(device)
-        return device, result
-
-    return asyncio.run(main())
 
 
 def asked(device: Device) -> list[str]:
@@ -55,7 +43,7 @@ def test_a_controller_that_leaves_takes_its_waiting_answers_with_it(sound_card: 
             await device.wait_state("idle", after="speaking", timeout=20)
             return asked(device)
 
-    device, instructions = run({"card": sound_card, "mic": silence(60)}, scenario)
+    device, instructions = run_device({"card": sound_card, "mic": silence(60)}, scenario)
     spoken = [text.rsplit(": ", 1)[-1] for text in instructions]
     assert spoken == ["Flood 0.", "Other 0.", "Other 1."], spoken  # Flood 1-5 never reached the server
     assert sum(1 for e in device.events if e["event"] == "usage") == 3  # three answers billed, not eight
@@ -74,7 +62,7 @@ def test_a_controller_that_asks_and_leaves_while_the_link_is_down_is_answered_on
         await device.wait_state("idle", after="speaking", timeout=30)
         return asked(device)
 
-    _, instructions = run({"card": sound_card, "mic": silence(60)}, scenario)
+    _, instructions = run_device({"card": sound_card, "mic": silence(60)}, scenario)
     assert [text.rsplit(": ", 1)[-1] for text in instructions] == ["Announcement 0."], instructions
 
 
@@ -115,7 +103,7 @@ def test_a_tool_the_server_refuses_when_the_session_opens_is_dropped_and_its_own
         await wheels.client.close()
         return arm, wheels, status
 
-    device, (arm, wheels, status) = run({"card": sound_card, "mic": silence(30)}, scenario)
+    device, (arm, wheels, status) = run_device({"card": sound_card, "mic": silence(30)}, scenario)
     (refused,) = [e for e in arm.events if e["event"] == "tool_refused"]
     assert refused["name"] == "arm" and "Invalid schema for function 'arm'" in refused["message"]
     assert not any(e["event"] == "tool_refused" for e in wheels.events)  # only the owner is told
@@ -145,7 +133,7 @@ def test_a_tool_the_server_refuses_in_a_running_session_is_dropped_and_the_sessi
         assert device.daemon is not None and device.daemon.manager is not None
         return arm, device.daemon.manager.connects, status
 
-    device, (arm, connects, status) = run({"card": sound_card, "mic": silence(30)}, scenario)
+    device, (arm, connects, status) = run_device({"card": sound_card, "mic": silence(30)}, scenario)
     assert connects == 1  # the session was never failed
     assert [e["name"] for e in arm.events if e["event"] == "tool_refused"] == ["arm"]
     assert status["tools"] == [] and "error" not in device.states
@@ -175,7 +163,7 @@ def test_the_first_say_after_an_outage_reaches_the_new_session_once(sound_card: 
             await device.wait_state("idle", after="speaking")
             return said(device, "Second question.")
 
-    device, sent = run({"card": sound_card, "mic": silence(30)}, scenario)
+    device, sent = run_device({"card": sound_card, "mic": silence(30)}, scenario)
     assert sent == 1
     assert said(device, "First question.") == 2  # once in each session: the replay carries the conversation
     assert device.daemon is not None and device.daemon.manager is not None and device.daemon.manager.connects == 2

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import silence, speak
-from device import Device
+from device import Device, run_device
 
 from edgevoice.audio.xruns import XRuns
 from edgevoice.control.api import ControlError
@@ -60,16 +60,6 @@ class Controller:
         return [e["state"] for e in self.of("state")]
 
 
-def run(device_args: dict[str, Any], scenario: Callable[[Device], Awaitable[Any]]) -> tuple[Device, Any]:
-    async def main() -> tuple[Device, Any]:
-        async with Device(**device_args) as device:
-            await device.wait_capture(0.1)
-            result = await scenario(device)
-        return device, result
-
-    return asyncio.run(main())
-
-
 def test_a_controller_holds_a_turn_and_follows_it(sound_card: VirtualSoundCard) -> None:
     speech = speak("What time is it?")
     mic = np.concatenate((silence(0.3), speech, silence(20)))
@@ -91,7 +81,7 @@ def test_a_controller_holds_a_turn_and_follows_it(sound_card: VirtualSoundCard) 
             assert audio["capture_overflows"] == audio["playback_underflows"] == 0
             return robot
 
-    device, robot = run({"card": sound_card, "mic": mic}, scenario)
+    device, robot = run_device({"card": sound_card, "mic": mic}, scenario)
     assert robot.states()[0] == "idle" and robot.of("state")[0].get("snapshot")
     assert robot.states()[1:] == ["connecting", "listening", "thinking", "speaking", "idle"]
     finals = [(e["role"], e["text"]) for e in robot.of("transcript") if e["final"]]
@@ -135,7 +125,7 @@ def test_say_speak_image_cancel_end_mute_and_volume(sound_card: VirtualSoundCard
             await asyncio.sleep(0.3)
             return robot
 
-    device, robot = run({"card": sound_card, "mic": silence(30)}, scenario)
+    device, robot = run_device({"card": sound_card, "mic": silence(30)}, scenario)
     items = [e["item"] for e in device.sent("conversation.item.create")]
     assert items[0]["content"] == [{"type": "input_text", "text": "Tell me a joke."}]
     speak_ask = device.sent("response.create")[1]
@@ -165,7 +155,7 @@ def test_a_controller_serves_a_tool_the_model_calls(sound_card: VirtualSoundCard
             await device.wait_state("idle", after="speaking")
             return robot
 
-    device, robot = run({"card": sound_card, "mic": silence(30)}, scenario)
+    device, robot = run_device({"card": sound_card, "mic": silence(30)}, scenario)
     assert calls == [{"unit": "percent"}]
     assert device.sent("session.update")[0]["session"]["tools"][0]["name"] == "battery_level"
     kinds = [e["type"] for e in device.emulator.received]
@@ -200,7 +190,7 @@ def test_a_controller_that_vanishes_mid_call_leaves_the_model_an_answer(sound_ca
             await device.emulator.wait_for("session.update", count=2)  # its tool is gone from the session
         return answered_in
 
-    device, answered_in = run({"card": sound_card, "mic": silence(30)}, scenario)
+    device, answered_in = run_device({"card": sound_card, "mic": silence(30)}, scenario)
     assert answered_in < 2.0  # at once, not after the 60 s timeout
     (output,) = [
         e["item"] for e in device.sent("conversation.item.create") if e["item"]["type"] == "function_call_output"
@@ -221,7 +211,7 @@ def test_a_shell_script_drives_it_with_socat(sound_card: VirtualSoundCard) -> No
         return [json.loads(line) for line in out.stdout.splitlines()]
 
     quiet = "status and volume need no session"
-    _, replies = run({"card": sound_card, "mic": silence(30), "sends_nothing": quiet}, scenario)
+    _, replies = run_device({"card": sound_card, "mic": silence(30), "sends_nothing": quiet}, scenario)
     assert replies[0]["id"] == 1 and replies[0]["ok"] and replies[0]["result"]["state"] == "idle"
     assert replies[1]["ok"] is False and replies[1]["error"]["code"] == "bad_json"
     assert replies[2] == {"id": 2, "ok": True, "result": {"volume": 0.5}}
@@ -253,7 +243,7 @@ def test_garbage_on_the_socket_never_stops_the_device_or_other_controllers(sound
         return captured_before, device.daemon.capture_seconds
 
     quiet = "no garbage makes a command that reaches the model"
-    device, (before, after) = run({"card": sound_card, "mic": silence(30), "sends_nothing": quiet}, scenario)
+    device, (before, after) = run_device({"card": sound_card, "mic": silence(30), "sends_nothing": quiet}, scenario)
     assert after > before + 0.2  # the audio path kept running
     assert device.daemon is not None and device.daemon.sound is not None
     assert device.daemon.sound.capture.dropped == 0  # and never fell behind
@@ -284,7 +274,7 @@ def test_requests_while_the_link_is_down_are_bounded_and_refused_with_busy(
 
     unreachable = "ws://127.0.0.1:9/v1/realtime"  # nothing listens: the link stays down
     quiet = "the link never comes up"
-    _, (pictures, speeches, status) = run(
+    _, (pictures, speeches, status) = run_device(
         {"card": sound_card, "mic": silence(30), "url": unreachable, "sends_nothing": quiet}, scenario
     )
     assert pictures[:2] == ["ok", "ok"] and set(pictures[2:]) == {"busy"}, pictures
@@ -306,7 +296,7 @@ def test_a_tool_schema_the_server_would_refuse_is_refused_at_registration(sound_
             await device.wait_state("idle", after="speaking")
             return refused.value, await robot.client.request("status")
 
-    device, (refused, status) = run({"card": sound_card, "mic": silence(30)}, scenario)
+    device, (refused, status) = run_device({"card": sound_card, "mic": silence(30)}, scenario)
     assert refused.code == "bad_request" and "properties.joint.type = 'strin'" in refused.message
     assert status["state"] == "idle" and status["tools"] == ["arm"]
     assert device.sent("session.update")[0]["session"]["tools"][0]["parameters"] == good["parameters"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "edgevoice"
 LEAVES = ("audio", "realtime", "hw", "control", "system", "fleet")
-SHARED = ("edgevoice", "edgevoice.threads")  # the version, and naming OS threads: utilities, not parts
+SHARED = ("edgevoice", "edgevoice.threads", "edgevoice.secret_files")  # the version, thread names, secret files
 
 
 def imports_of(path: Path) -> set[str]:

@@ -8,9 +8,10 @@ broker that needs none (a Unix socket, a client certificate, a test broker).
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Mapping
 from pathlib import Path
+
+from edgevoice.secret_files import SecretFileError, read_secret_file
 
 CREDENTIAL_NAME = "mqtt_password"
 
@@ -46,17 +47,9 @@ def load_password(password_file: str, environ: Mapping[str, str] = os.environ) -
 
 def _read(path: Path, *, check_mode: bool) -> str:
     try:
-        if check_mode:
-            mode = path.stat().st_mode
-            if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise BrokerCredentialsError(
-                    f"{path} is readable by other users (mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
-                )
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BrokerCredentialsError(f"cannot read the broker password file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise BrokerCredentialsError(f"the broker password file {path} is not UTF-8 text") from None
+        text = read_secret_file(path, "the broker password file", check_mode=check_mode)
+    except SecretFileError as exc:
+        raise BrokerCredentialsError(str(exc)) from None
     value = text.rstrip("\r\n")  # a password may hold spaces; only the file's final newline is not part of it
     if not value or "\n" in value:
         raise BrokerCredentialsError(f"the broker password file {path} is empty or holds more than one line")

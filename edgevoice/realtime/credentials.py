@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 import os
-import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Protocol
 
 from edgevoice.realtime.settings import RealtimeSettings
 from edgevoice.realtime.urls import is_loopback_url
+from edgevoice.secret_files import SecretFileError, read_secret_file
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +53,9 @@ class ApiKey:
 
 def _read_key_file(path: Path, *, check_mode: bool) -> str:
     try:
-        if check_mode:
-            mode = path.stat().st_mode
-            if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise CredentialsError(
-                    f"{path} is readable by other users (mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
-                )
-        key = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise CredentialsError(f"cannot read the API key file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise CredentialsError(f"the API key file {path} is not text") from None
+        key = read_secret_file(path, "the API key file", check_mode=check_mode).strip()
+    except SecretFileError as exc:
+        raise CredentialsError(str(exc)) from None
     if not key or any(c.isspace() for c in key):
         raise CredentialsError(f"the API key file {path} is empty or holds more than one word")
     return key
