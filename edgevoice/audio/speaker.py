@@ -61,8 +61,10 @@ class Speaker:
         self._resampler = StreamResampler(rate, device_rate)
         self._chunk = rate * frame_ms // 1000
         self._tick = frame_ms / 1000  # while playing: the ring holds target_ms, so a frame's wait is safe
-        # Three frames ahead (60 ms at least): the pump sleeps a frame between fills, and may wake a frame late.
-        self._target = device_rate * (target_ms or max(60, 3 * frame_ms)) // 1000
+        # 120 ms ahead (three frames at least): the pump sleeps a frame between fills, and on a slow or busy CPU
+        # it may wake several frames late (under an emulated Pi 4 quota, 60 ms ran dry now and then). A barge-in
+        # costs nothing for it: `stop` throws the ring's audio away.
+        self._target = device_rate * (target_ms or max(120, 3 * frame_ms)) // 1000
         self._on_started = on_started
         self._on_drained = on_drained
         self._on_level = on_level
