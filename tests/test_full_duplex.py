@@ -31,9 +31,9 @@ ANSWER_TEXT = (
     "Let me tell you about the museum. It opened in nineteen twelve, and it has three floors of paintings, "
     "a garden with old trees, and a small cafe near the entrance."
 )
-# The visitor talks over the answer this long after it starts. The canceller learns a new room from the first 2-3 s
-# of the device's voice, sometimes more (docs/echo.md), and does not trust the microphone before: a visitor talking over the very
-# first answer sooner is heard only by the button. 3.5 s raced that learning (1 run in 20 or so failed).
+# The visitor talks over the answer this long after it starts. The canceller learns a new room from the first
+# seconds of the device's voice (2 to 6 s here: docs/echo.md) and does not trust the microphone before: a visitor
+# talking over the very first answer sooner is heard only by the button. 3.5 s raced that (about 1 run in 20).
 BARGE_IN_AFTER_S = 4.5
 
 
