@@ -41,6 +41,15 @@ from edgevoice.realtime.settings import TurnDetectionSettings
 from edgevoice.system.logs import quiet_noisy_loggers
 
 
+def state_reached(states: list[str], state: str, after: str | None = None) -> bool:
+    """`state` is among `states` (with `after`: since the last time `after` was entered)."""
+    if after is not None:
+        if after not in states:
+            return False
+        states = states[len(states) - 1 - states[::-1].index(after) :]
+    return state in states
+
+
 class Device:
     """The device under test; use it as an async context manager, which checks wire conformance on exit."""
 
@@ -144,12 +153,7 @@ class Device:
 
     async def wait_state(self, state: str, *, after: str | None = None, timeout: float = 15.0) -> None:
         def reached() -> bool:
-            states = self.states
-            if after is not None:
-                if after not in states:
-                    return False
-                states = states[len(states) - 1 - states[::-1].index(after) :]
-            return state in states
+            return state_reached(self.states, state, after)
 
         await self.until(reached, timeout, f"state {state!r}" + (f" after {after!r}" if after else ""))
 

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 from conformance import validate_client_event
 from conftest import speak
-from device import tone_segments
+from device import state_reached, tone_segments
 
 from edgevoice.control.client import ControlClient
 from edgevoice.devkit.emulator import EmulatorSettings, RealtimeEmulator, SpokenReply
@@ -139,15 +139,8 @@ class SlowKiosk:
             await asyncio.sleep(0.02)
 
     async def wait_state(self, state: str, *, after: str | None = None) -> None:
-        def reached() -> bool:
-            states = self.states
-            if after is not None:
-                if after not in states:
-                    return False
-                states = states[len(states) - 1 - states[::-1].index(after) :]
-            return state in states
-
-        await self.until(reached, f"state {state!r}" + (f" after {after!r}" if after else ""))
+        what = f"state {state!r}" + (f" after {after!r}" if after else "")
+        await self.until(lambda: state_reached(self.states, state, after), what)
 
     def mic_position(self) -> int:
         """Samples of the microphone script the daemon has read so far."""
@@ -209,6 +202,13 @@ class SlowKiosk:
     async def audio_status(self) -> dict[str, Any]:
         """The `audio` object of `status`: what the audio path lost so far."""
         return dict((await self.request("status"))["audio"])
+
+
+def cut_and_next(kiosk: SlowKiosk, audio: dict[str, Any]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The speaker's two stretches of sound: the answer cut short and the next one (more: the speaker had a gap)."""
+    segments = tone_segments(kiosk.speaker(), RATE)
+    assert len(segments) == 2, (segments, audio)
+    return segments[0], segments[1]
 
 
 def assert_nothing_lost(kiosk: SlowKiosk, audio: dict[str, Any]) -> None:
@@ -284,9 +284,7 @@ def test_a_visitor_talks_over_the_answer_with_server_vad(
     assert 500 < truncate["audio_end_ms"] < kiosk.received_ms(first_item) - 500, truncate
     assert [e["item_id"] for e in kiosk.of("interrupted")] == [first_item]
     assert kiosk.states.count("speaking") == 2
-    segments = tone_segments(kiosk.speaker(), RATE)
-    assert len(segments) == 2, (segments, audio)  # the cut answer and the next; more: the speaker had a gap
-    cut, second = segments
+    cut, second = cut_and_next(kiosk, audio)
     assert cut[1] - cut[0] < 6.0 - 1.0 and second[1] - second[0] > 1.95  # the first cut short, the second whole
     assert stop_s < STOP_CONTRACT_S
     assert_nothing_lost(kiosk, audio)
@@ -318,9 +316,7 @@ def test_listen_while_the_assistant_speaks_interrupts_it_and_starts_a_turn(
     (truncate,) = kiosk.sent("conversation.item.truncate")
     assert 500 < truncate["audio_end_ms"] < kiosk.received_ms(truncate["item_id"]) - 500, truncate
     assert interrupted_at_s < 6.0 - 1.0  # the answer stopped when the turn began
-    segments = tone_segments(kiosk.speaker(), RATE)
-    assert len(segments) == 2, (segments, audio)  # the cut answer and the next; more: the speaker had a gap
-    cut, second = segments
+    cut, second = cut_and_next(kiosk, audio)
     assert cut[1] - cut[0] < 6.0 - 1.0 and second[1] - second[0] > 1.95
     assert kiosk.states[-5:] == ["speaking", "listening", "thinking", "speaking", "idle"]
     assert [e["type"] for e in kiosk.emulator.received][-2:] == ["input_audio_buffer.commit", "response.create"]
