@@ -188,8 +188,11 @@ def measure_duplex(args: argparse.Namespace, trees: dict[str, Path], work: Path)
                     emulator.appends(),
                     card.speaker_file.stat().st_size,
                 )
+                profiler = start_profile(args, label, daemon.pid)
                 time.sleep(args.window)
                 after, mic_after, spk_after = probe(daemon), emulator.appends(), card.speaker_file.stat().st_size
+                if profiler is not None:
+                    profiler.wait(timeout=30)
                 ctl.poll()
                 states = [state for at, state in ctl.states if at >= speaking]
                 if set(states) != {"speaking"}:
@@ -206,6 +209,17 @@ def measure_duplex(args: argparse.Namespace, trees: dict[str, Path], work: Path)
                     "threads": thread_table(before, after),
                 }
     return result
+
+
+def start_profile(args: argparse.Namespace, label: str, pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the "now" daemon over the window into --profile (collapsed stacks); it adds its own load."""
+    if not args.profile or label != "now":
+        return None
+    if not (py_spy := shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))):
+        raise RigError("--profile needs py-spy (pip install py-spy)")
+    command = [py_spy, "record", "--pid", str(pid), "--duration", str(int(args.window)), "--rate", "200",
+               "--format", "raw", "--output", str(args.profile), "--nonblocking"]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def audible_fraction(path: Path, start: int, end: int) -> float:
@@ -342,6 +356,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--echo", default="aec", choices=("aec", "gate", "off"), help="duplex: [audio] echo")
     parser.add_argument("--frame-ms", type=int, default=20, choices=(10, 20, 40), help="duplex: [audio] frame_ms")
+    parser.add_argument("--profile", type=Path, help="duplex: py-spy's collapsed stacks of the daemon (now) to FILE")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     args.phases = {p.strip() for p in args.only.split(",") if p.strip()}
