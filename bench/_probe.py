@@ -43,6 +43,7 @@ class ThreadCpu:
     name: str
     ticks: int  # utime + stime, in clock ticks (sampled at the scheduler tick on most kernels)
     ns: int  # the scheduler's exact run time (/proc/.../schedstat), 0 where the kernel does not keep it
+    runs: int = 0  # times the scheduler put it on a CPU (schedstat's third field): its wakeups, near enough
 
 
 @dataclass
@@ -65,6 +66,13 @@ class CpuSample:
         used = (now.ns - (then.ns if then else 0)) / 1e9 if exact else (now.ticks - (then.ticks if then else 0)) / TICKS
         return used / (self.at - before.at) * 100
 
+    def thread_wakeups(self, before: CpuSample, tid: int) -> float:
+        """Times per second the thread was put on a CPU between `before` and this sample."""
+        now, then = self.threads.get(tid), before.threads.get(tid)
+        if now is None:
+            return 0.0
+        return (now.runs - (then.runs if then else 0)) / (self.at - before.at)
+
 
 def sample(pid: int) -> CpuSample:
     """utime+stime of the process (dead threads included) and of each live thread, with thread names."""
@@ -75,8 +83,9 @@ def sample(pid: int) -> CpuSample:
         raise ProbeError(f"process {pid} is gone") from None
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError, ValueError):  # a thread may end while it is read
-            ns = int((task / "schedstat").read_text().split()[0])
-            cpu.threads[int(task.name)] = ThreadCpu((task / "comm").read_text().strip(), _ticks(task / "stat"), ns)
+            ns, _, runs = (int(v) for v in (task / "schedstat").read_text().split()[:3])
+            name = (task / "comm").read_text().strip()
+            cpu.threads[int(task.name)] = ThreadCpu(name, _ticks(task / "stat"), ns, runs)
     return cpu
 
 
@@ -125,6 +134,7 @@ def thread_table(before: CpuSample, after: CpuSample) -> list[dict[str, Any]]:
                 "waits_in": waits,
                 "percent": after.thread_percent(before, tid),
                 "exact_percent": after.thread_percent(before, tid, exact=True),
+                "wakeups_per_s": after.thread_wakeups(before, tid),
             }
         )
     return rows

@@ -126,6 +126,7 @@ def measure_idle(args: argparse.Namespace, trees: dict[str, Path], work: Path, u
         for label, proc in procs.items():
             result[label] = {
                 "loop_percent": after[label].thread_percent(before[label], proc.pid),  # TID == PID
+                "loop_wakeups_per_s": after[label].thread_wakeups(before[label], proc.pid),
                 "process_percent": after[label].process_percent(before[label]),
                 "memory_mb": memory(proc.pid),
                 "threads": thread_table(before[label], after[label]),
@@ -201,6 +202,7 @@ def measure_duplex(args: argparse.Namespace, trees: dict[str, Path], work: Path)
                 result[label] = {
                     "cpu_ms_per_audio_s": (after.ticks - before.ticks) / TICKS / seconds * 1000,
                     "loop_percent": after.thread_percent(before, daemon.pid),
+                    "loop_wakeups_per_s": after.thread_wakeups(before, daemon.pid),
                     "mic_sent_s": mic_after[1] - mic_before[1],
                     "appends_per_s": (mic_after[0] - mic_before[0]) / seconds,
                     "answer_audible_fraction": audible_fraction(card.speaker_file, spk_before, spk_after),
@@ -271,6 +273,7 @@ def report(results: dict[str, Any], labels: list[str]) -> None:
         loop_ok = now["loop_percent"] <= TARGET_LOOP_PERCENT
         row("event-loop thread (TID=PID)", [f"{idle[c]['loop_percent']:.2f} %" for c in cols],
             f"<= {TARGET_LOOP_PERCENT} %: {mark(loop_ok)}")  # fmt: skip
+        row("  its wakeups per second", [f"{idle[c]['loop_wakeups_per_s']:.1f}" for c in cols])
         limit = idle["floor"]["process_percent"] + TARGET_OVER_FLOOR_PERCENT
         verdict = f"<= floor + {TARGET_OVER_FLOOR_PERCENT} % = {limit:.2f} %: {mark(now['process_percent'] <= limit)}"
         row("whole process", [f"{idle[c]['process_percent']:.2f} %" for c in cols], verdict)
@@ -303,6 +306,7 @@ def report(results: dict[str, Any], labels: list[str]) -> None:
             ("CPU per second of full-duplex audio", "cpu_ms_per_audio_s", "ms", 1.0),
             ("  = whole process, % of one core", "cpu_ms_per_audio_s", "%", 0.1),
             ("event-loop thread, % of one core", "loop_percent", "%", 1.0),
+            ("  its wakeups per second", "loop_wakeups_per_s", "", 1.0),
             ("microphone audio sent in the window", "mic_sent_s", "s", 1.0),
             ("  in appends per second", "appends_per_s", "", 1.0),
             ("answer audible in the window", "answer_audible_fraction", "%", 100.0),
@@ -325,12 +329,14 @@ def report_threads(number: str, phase: str, rows: list[dict[str, Any]]) -> None:
     generic = [r for r in rows if r["generic_name"] and not r["event_loop"]]
     print(f"\n{number}. Threads of the daemon (now), {phase}: {len(rows)}, of which {len(generic)} besides the "
           "event loop carry the interpreter's generic name")  # fmt: skip
-    print(f"   {'tid':>8}  {'OS name':<13}{'Python name (py-spy)':<50}{'waits in':<24}{'CPU %':>7}{'exact %':>9}")
+    print(f"   {'tid':>8}  {'OS name':<13}{'Python name (py-spy)':<50}{'waits in':<24}{'CPU %':>7}{'exact %':>9}"
+          f"{'wakes/s':>9}")  # fmt: skip
     for r in rows:
         note = "  <- event loop" if r["event_loop"] else ("  <- generic" if r["generic_name"] else "")
         print(f"   {r['tid']:>8}  {r['name']:<13}{r['python_name'][:48]:<50}{r['waits_in'][:22]:<24}"
-              f"{r['percent']:>7.2f}{r['exact_percent']:>9.2f}{note}")  # fmt: skip
-    print("   CPU % from utime+stime (clock ticks); exact % from the scheduler's run time (schedstat)"
+              f"{r['percent']:>7.2f}{r['exact_percent']:>9.2f}{r.get('wakeups_per_s', 0):>9.0f}{note}")  # fmt: skip
+    print("   CPU % from utime+stime (clock ticks); exact % from the scheduler's run time, wakes/s from its count of"
+          " runs (schedstat)"
           + ("" if any(r["python_name"] for r in rows) else "; install py-spy for the Python names"))  # fmt: skip
 
 
