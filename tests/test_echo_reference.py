@@ -51,9 +51,12 @@ class FakePlayback:
         self.format = StreamFormat(DeviceInfo(0, "fake", 0, self.channels, DEVICE_RATE, "none"), DEVICE_RATE, 2)
         self.tap = Handover(DEVICE_RATE, self.channels, np.dtype(np.int16), BUFFER)
 
+    delivered: int = 0
+
     def callback(self, samples: np.ndarray) -> None:
         """The playback callback handing one buffer to PortAudio (the same samples on every channel)."""
-        self.tap.put(np.repeat(samples[:, None], self.channels, axis=1).astype(np.int16).tobytes())
+        self.delivered += 1
+        self.tap.put(np.repeat(samples[:, None], self.channels, axis=1).astype(np.int16).tobytes(), self.delivered)
 
 
 def program(seconds: float) -> np.ndarray:
@@ -96,6 +99,50 @@ def test_reference_is_the_played_stream_in_step_with_the_capture_despite_jitter(
     assert offset_in(got, expected_at_24k(x)) is not None, "the reference is not one continuous copy"
     assert reference.gaps <= 2
     assert reference.lead <= 24000 * 40 // 1000
+
+
+def test_a_handover_takes_only_what_was_stamped_by_then() -> None:
+    handover = Handover(DEVICE_RATE, 1, np.dtype(np.int16), 2)
+    for stamp, value in ((1, 10), (2, 20), (3, 30)):
+        handover.put(np.full(2, value, np.int16).tobytes(), stamp)
+    assert handover.take(through=2)[:, 0].tolist() == [10, 10, 20, 20]
+    assert handover.stamps == [1, 2]
+    assert handover.take(through=2).size == 0  # buffer 3 stays until a capture stamped 3 or later asks for it
+    assert handover.take()[:, 0].tolist() == [30, 30]
+    assert handover.stamps == [3]
+
+
+def reference_frames(stream: FakePlayback, x: np.ndarray, read_every: int, rng: np.random.Generator) -> np.ndarray:
+    """The reference frames for each capture frame, the capture read by the loop every `read_every` frames,
+    each playback callback landing before or after its capture callback at random (the two run on separate
+    threads). Each capture buffer is stamped with the playback count at its callback, as bridge.py does."""
+    reference = EchoReference(stream, frame_samples=480)  # type: ignore[arg-type]
+    frames, stamps = [], []
+    for k in range(x.size // BUFFER):
+        buf = x[k * BUFFER : (k + 1) * BUFFER]
+        late = rng.random() < 0.5
+        if not late:
+            stream.callback(buf)
+        stamps.append(stream.delivered)  # the capture callback of frame k
+        if late:
+            stream.callback(buf)
+        if len(stamps) == read_every:  # the loop wakes and cleans what the capture holds
+            for stamp in stamps:
+                reference.through = stamp
+                frames.append(reference.next_frame())
+            stamps.clear()
+    return np.concatenate(frames)
+
+
+def test_the_pairing_does_not_depend_on_how_often_the_loop_reads_the_capture() -> None:
+    """Batches of one, two or three capture buffers per wake give the canceller the same reference, frame
+    for frame: the stamp says what had played when each was recorded, whenever the loop gets to it."""
+    x = program(4.0)
+    one, two, three = (reference_frames(FakePlayback(), x, n, np.random.default_rng(0)) for n in (1, 2, 3))
+    n = min(one.size, two.size, three.size)
+    assert n >= 3 * 24000
+    assert np.array_equal(one[:n], two[:n]) and np.array_equal(one[:n], three[:n])
+    assert offset_in(one[n // 3 : n], expected_at_24k(x)) is not None, "the reference is not one continuous copy"
 
 
 def test_a_late_callback_leaves_a_short_gap_and_no_lasting_shift() -> None:

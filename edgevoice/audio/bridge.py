@@ -4,7 +4,9 @@ PortAudio calls back on its own real-time thread. The callbacks here only hand d
 why so little): the capture callback appends the buffer to a `Handover` and, while the loop wants them,
 wakes it every few buffers (`call_soon_threadsafe`); the playback callback copies frames out of a
 `SampleRing` (and hands exactly what it gave PortAudio to a second `Handover`, the tap, for the echo
-canceller). No DSP, no I/O, no waiting on the loop. Each names its thread once (`ev-capture`,
+canceller). Each capture buffer is stamped with the number of playback buffers handed over by then, so that
+the canceller pairs it with what was playing at that moment, not with what had played by the time the loop
+woke. No DSP, no I/O, no waiting on the loop. Each names its thread once (`ev-capture`,
 `ev-playback`), so that a profile is readable.
 """
 
@@ -65,7 +67,8 @@ class CaptureStream:
 
     The callback hands each buffer over to `buffers` (raw interleaved samples at the device rate, the last
     `ring_seconds` of them) and, only while `wanted`, wakes the loop every `batch` buffers. At rest nobody
-    wakes: the hand-over keeps the last seconds (the pre-roll of the next turn) and the loop sleeps.
+    wakes: the hand-over keeps the last seconds (the pre-roll of the next turn) and the loop sleeps. With a
+    `paired` playback stream, each buffer is stamped with that stream's `delivered` count at the time.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class CaptureStream:
     ) -> None:
         self.format = fmt
         self.frames_per_buffer = frames_per_buffer
+        self.paired: PlaybackStream | None = None  # whose buffers the capture buffers are stamped against
         self._loop = loop
         dtype = np.dtype("<i4" if fmt.width == 4 else "<i2")
         self.buffers = Handover(int(fmt.rate * ring_seconds), fmt.channels, dtype, frames_per_buffer)
@@ -101,7 +105,8 @@ class CaptureStream:
             self.overflows += 1
         if in_data is None:
             return None, pyaudio.paContinue
-        if self.buffers.put(in_data) and self.wanted:
+        paired = self.paired
+        if self.buffers.put(in_data, paired.delivered if paired is not None else 0) and self.wanted:
             self.missed += 1
         self.delivered += 1
         if self.wanted and self.delivered % self.batch == 0:
@@ -158,6 +163,7 @@ class PlaybackStream:
         self._out = np.zeros((frames_per_buffer, fmt.channels), dtype=dtype)
         self._silence = self._out.tobytes()
         self.last_callback = 0.0
+        self.delivered = 0  # buffers handed to PortAudio (each tap buffer is stamped with its number)
         # Buffers PortAudio reported as played too late while sound played (the speaker heard a gap); a late
         # buffer of silence, between answers, is not heard and is only counted in `silent_underflows`.
         self.underflows = 0
@@ -199,8 +205,9 @@ class PlaybackStream:
                 self.gaps += 1
             data = out.tobytes()
         self._sounding = data is not self._silence
+        self.delivered += 1
         if self.tap is not None:
-            self.tap.put(data)
+            self.tap.put(data, self.delivered)
         return data, pyaudio.paContinue
 
     def start(self) -> None:

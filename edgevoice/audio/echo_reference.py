@@ -8,7 +8,10 @@ capture frame rate (the same `StreamResampler` the microphone goes through) and 
 
 Both streams advance one frame per callback, so the reference stays in step with the capture without any
 clock: the offset between them is whatever the two devices' buffering makes it, and the canceller's delay
-estimator measures it. To keep it stable:
+estimator measures it. Whoever reads the capture sets `through` to the stamp of its newest buffer (the
+number of tap buffers handed over when it was recorded, see bridge.py): the reference then takes from the
+tap only what had played by then, so that the pairing does not depend on when the event loop wakes (it may
+read several capture buffers at once). To keep the offset stable:
 
 - a small backlog (the lead) absorbs the jitter between the two callbacks;
 - when the playback callback is late, the missing samples are handed out as silence; while the lead is
@@ -66,6 +69,7 @@ class EchoReference:
         self._owed = 0  # samples handed out as silence that the tap still has to deliver (to be skipped)
         self._running = False
         self._idle_frames = 0
+        self.through: int | None = None  # the newest tap buffer the next frames may use (None: whatever came)
         self.gaps = 0  # frames that were short (the playback callback was late)
         self.dropped = 0  # samples dropped to keep the backlog small
 
@@ -104,7 +108,7 @@ class EchoReference:
             self.tap.drop()
             self._restart()
             return 0
-        raw = self.tap.take()
+        raw = self.tap.take(through=self.through)
         n = len(raw)
         if n == 0:
             return 0

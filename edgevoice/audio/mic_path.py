@@ -3,9 +3,9 @@
 While `needed()` says so (the conversation streams the microphone, or the speaker plays or has just played,
 so that the canceller follows the room), the capture stream wakes the event loop every `batch` buffers and
 every frame goes through the echo front end (canceller and local voice detector): `frames()` yields them.
-(`batch` stays 1 while the canceller runs: its reference pairs each capture frame with the playback buffer
-of the same moment, and bursts of two put the pair a frame apart now and then, measured as 20 ms jumps of
-the echo's delay and a canceller that had to learn the room again.)
+Each wake costs the loop more than a frame's DSP, so `batch` is as large as latency allows. The canceller's
+reference is paired by stamp (each capture buffer knows how much the speaker had played when it was
+recorded), not by when the loop reads, so batches do not shift it.
 At rest the PortAudio callback only fills its ring and the loop sleeps. When a turn starts, `since(t)`
 catches up on the ring's last moments (what the visitor said between the press and now: the pre-roll), so
 that nothing is lost by resting. Call `wake_up()` whenever what `needed()` depends on may have changed.
@@ -71,10 +71,21 @@ class MicrophonePath:
             if not self._needed():
                 self._rest()
                 continue
-            for began, frame in self.microphone.take():
-                yield self._clean(began, frame)
+            for began, frame, stamp in self._take():
+                yield self._clean(began, frame, stamp)
 
-    def _clean(self, began: float, frame: np.ndarray) -> MicFrame:
+    def _take(self, newest_s: float | None = None) -> list[tuple[float, np.ndarray, int | None]]:
+        """What the capture holds as (began, frame, stamp): the stamp of the buffer each frame ends in (a
+        buffer holds a frame: the newest frame ends in the newest buffer, and so on back), None unpaired."""
+        taken = self.microphone.take(newest_s=newest_s)
+        stamps = self._stream.buffers.stamps if self._stream.paired is not None else []
+        if not stamps:
+            return [(began, frame, None) for began, frame in taken]
+        last = len(stamps) - 1
+        return [(b, f, stamps[max(0, last - (len(taken) - 1 - i))]) for i, (b, f) in enumerate(taken)]
+
+    def _clean(self, began: float, frame: np.ndarray, stamp: int | None) -> MicFrame:
+        self.front.reference.through = stamp
         cleaned, speech_started = self.front.process(frame)
         return MicFrame(began, cleaned, speech_started, self.front.vad.voiced)
 
@@ -84,6 +95,6 @@ class MicrophonePath:
 
     def since(self, t: float) -> list[MicFrame]:
         """The cleaned frames that began at or after `t` (within the pre-roll), oldest first."""
-        for began, frame in self.microphone.take(newest_s=None if self.active else self._preroll_s):
-            self.recent.add(self._clean(began, frame))
+        for began, frame, stamp in self._take(None if self.active else self._preroll_s):
+            self.recent.add(self._clean(began, frame, stamp))
         return list(self.recent.since(t))
