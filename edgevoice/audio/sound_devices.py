@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 __all__ = ["AudioDeviceError", "SoundDevices"]
 
 TAP_SECONDS = 1.0  # what was played, kept for the echo canceller's reference
+WAKE_MS = 40  # the microphone wakes the loop this often while it is needed: latency for the local VAD vs CPU
 
 
 class SoundDevices:
@@ -60,8 +61,12 @@ class SoundDevices:
             raise
         # Kept as long as the streams: the room the canceller has learnt survives between turns and sessions.
         front = EchoFrontEnd(settings, self.playback, frame_samples=24000 * frame_ms // 1000)
+        self.capture.paired = self.playback  # the canceller's reference is paired with the capture by stamp
         self.microphone = MicrophonePath(
-            Microphone(self.capture, settings.input_channel, frame_ms), front, needed=mic_needed
+            Microphone(self.capture, settings.input_channel, frame_ms),
+            front,
+            needed=mic_needed,
+            batch=max(1, WAKE_MS // frame_ms),
         )
         self.speaker = Speaker(
             self.playback, frame_ms=frame_ms, on_started=on_started, on_drained=on_drained, on_level=on_level
