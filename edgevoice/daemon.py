@@ -210,6 +210,7 @@ class Daemon:
         pump = asyncio.create_task(sound.speaker.run(), name="speaker")
         try:
             async for frame in mic.frames():
+                sound.speaker.nudge()  # the speaker tops its ring up on the microphone's wakes: no wake of its own
                 if frame.speech_started:
                     conversation.on_local_speech()
                 if conversation.streaming:

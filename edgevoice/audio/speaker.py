@@ -10,6 +10,7 @@ moment the sound card takes the audio, not to when it was queued.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -60,11 +61,13 @@ class Speaker:
         self.buffer = PlayoutBuffer(rate, device_rate)
         self._resampler = StreamResampler(rate, device_rate)
         self._chunk = rate * frame_ms // 1000
-        self._tick = frame_ms / 1000  # while playing: the ring holds target_ms, so a frame's wait is safe
-        # 120 ms ahead (three frames at least): the pump sleeps a frame between fills, and on a slow or busy CPU
-        # it may wake several frames late (under an emulated Pi 4 quota, 60 ms ran dry now and then). A barge-in
-        # costs nothing for it: `stop` throws the ring's audio away.
-        self._target = device_rate * (target_ms or max(120, 3 * frame_ms)) // 1000
+        # While playing, the pump fills the ring to `target_ms` whenever the microphone's path wakes the loop
+        # (`nudge`, every 40 ms: a wake of its own would cost the loop more than the resampling it does), and
+        # at the latest `_fallback_s` after the last fill. 160 ms ahead leaves 80 ms for a late wake (on a
+        # slow or busy CPU the loop may wake several frames late: under an emulated Pi 4 quota, 60 ms ahead
+        # ran dry now and then). A barge-in costs nothing for it: `stop` throws the ring's audio away.
+        self._fallback_s = 0.08
+        self._target = device_rate * (target_ms or max(160, 3 * frame_ms + 80)) // 1000
         self._on_started = on_started
         self._on_drained = on_drained
         self._on_level = on_level
@@ -74,6 +77,7 @@ class Speaker:
         self._level_due = 0  # ring position of the next level report
         self._level_peak = 0.0
         self._wake = asyncio.Event()
+        self._nudged = asyncio.Event()
         self._unannounced: list[ItemAccount] = []
         self._last: ItemAccount | None = None  # the item the resampler's tail belongs to
         self._busy = False
@@ -83,6 +87,11 @@ class Speaker:
         """Queue int16 samples at 24 kHz of one assistant item."""
         self.buffer.push(item_id, samples)
         self._wake.set()
+
+    def nudge(self) -> None:
+        """Top the ring up soon, on this wake of the loop (call it from something that wakes it anyway)."""
+        if self._busy:
+            self._nudged.set()
 
     def stop(self) -> float:
         """Stop at once (barge-in): drop everything not yet handed to PortAudio; returns the ms dropped."""
@@ -127,7 +136,10 @@ class Speaker:
             self._announce_levels()
             if self.busy:
                 self._busy = True
-                await asyncio.sleep(self._tick)
+                self._nudged.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._fallback_s):
+                        await self._nudged.wait()
                 continue
             if self._busy:
                 self._busy = False
