@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from edgevoice.audio.mixer import apply_mixer
-from edgevoice.audio.sound_devices import AudioDeviceError, SoundDevices
+from edgevoice.audio.sound_devices import WAKE_MS, AudioDeviceError, SoundDevices
 from edgevoice.audio.xruns import XRuns, XRunWatch
 from edgevoice.bus import Event, EventBus, Listener
 from edgevoice.config import Config, button_sections
@@ -262,9 +262,11 @@ class Daemon:
 
     def _batch_uplink(self, event: Event) -> None:
         """While the device speaks the microphone only serves the server's barge-in (the local detector stops the
-        speaker at once): it goes in larger appends then, fewer messages for the same audio."""
+        speaker at once): it goes in larger appends then, fewer messages for the same audio. Otherwise one
+        append per wake of the microphone: its frames come together anyway."""
         if event["event"] == "state":
-            self._manager.batch_audio(self.config.realtime.speaking_append_ms if event["state"] == "speaking" else 0)
+            speaking = event["state"] == "speaking"
+            self._manager.batch_audio(self.config.realtime.speaking_append_ms if speaking else WAKE_MS)
 
     def _show_on_panel(self, event: Event) -> None:
         """The LEDs follow the device's state and its mute (never blocks, never raises for a broken LED)."""

@@ -8,11 +8,11 @@ where the daemon reads it (/proc/PID/fdinfo says where), so that a question or a
 scenario wants it, however long the start-up took. The speaker's recording shows what was heard.
 Nothing is timed but SIGTERM's 3 s, the service's contract; how fast things are is bench/footprint.py's business.
 
-At 10 % the scenarios fail today, and are marked so (strictly: they must be unmarked once they pass). While an
-answer plays the daemon cleans the microphone too (the echo canceller follows the room), and that costs about
-12-15 % of one core here with 20 ms frames (bench/footprint.py, duplex), of which about 3 % is the virtual card's
-own plumbing: more than the quota, so the speaker underflows several times a second and the answers have audible
-gaps (the conversations themselves go as they should). (With `frame_ms = 40` it is about 9 % and plays, near the limit.)
+At 10 % the scenarios mostly fail, and are marked so (not strictly: now and then one passes). While an answer
+plays the daemon cleans the microphone too (the echo canceller follows the room), and that costs about 11-12 % of
+one core here (bench/footprint.py, duplex), of which about 3 % is the virtual card's own plumbing: more than the
+quota, so the speaker underflows now and then and an answer loses 50-100 ms (the conversations themselves go as
+they should). (With `frame_ms = 40` it is less and plays, near the limit.)
 """
 
 from __future__ import annotations
@@ -50,11 +50,11 @@ pytestmark = pytest.mark.skipif(cpu_quota_problem() is not None, reason=f"no CPU
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 48000
 TOO_SLOW = (
-    "an answer with the microphone cleaned meanwhile needs 12-15 % of one core here, more than the 10 % quota: "
-    "the speaker underflows and the answers have gaps (see the module docstring)"
+    "an answer with the microphone cleaned meanwhile needs 11-12 % of one core here, more than the 10 % quota: "
+    "the speaker underflows now and then and an answer loses 50-100 ms (see the module docstring)"
 )
 QUOTAS = [
-    pytest.param(10, id="pi-zero-2w-10pct", marks=pytest.mark.xfail(strict=True, reason=TOO_SLOW)),
+    pytest.param(10, id="pi-zero-2w-10pct", marks=pytest.mark.xfail(strict=False, reason=TOO_SLOW)),
     pytest.param(25, id="pi-4-25pct"),
 ]
 STOP_CONTRACT_S = 3.0  # SIGTERM to exit (the unit allows 5 s; the daemon promises less)
