@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgevoice.realtime import events as ev
-from edgevoice.realtime import server_events as se
 from edgevoice.realtime.carryover import CarryOver
 from edgevoice.realtime.credentials import SecretSource
 from edgevoice.realtime.failures import LinkBusy, SessionError, ToolRefused
@@ -40,6 +39,7 @@ from edgevoice.realtime.tools import ToolRegistry
 from edgevoice.realtime.usage import TurnAudio, UsageMeter
 
 if TYPE_CHECKING:
+    from edgevoice.realtime import server_events as se
     from edgevoice.realtime.session import RealtimeSession
 
 log = logging.getLogger(__name__)
@@ -238,6 +238,9 @@ class SessionManager:
     # ---- events from the current session --------------------------------------------------------------
 
     def _handle(self, session: RealtimeSession, event: se.ServerEvent) -> None:
+        # The event types come with the session's code (loaded after start-up): not on the way to ready.
+        from edgevoice.realtime import server_events as se
+
         if session is not self._session:
             # A session we rolled over from may still finish a transcript: keep it, act on nothing else.
             if isinstance(event, se.Transcript):
@@ -377,6 +380,8 @@ class SessionManager:
         """The session that was up is gone: settle the response that was in flight."""
         cut = self.responses.on_link_lost()
         if cut is not None and cut.response_id is not None:
+            from edgevoice.realtime import server_events as se
+
             # The visitor heard part of it: report it cut (asking again would repeat what they heard).
             self._hooks.on_event(se.ResponseDone(cut.response_id, "failed", None, "connection_lost", error.message))
 
