@@ -26,7 +26,7 @@ from edgevoice.audio.mixer import mixer_problems
 from edgevoice.audio.settings import AudioSettings, MixerSettings
 from edgevoice.control.settings import ControlSettings
 from edgevoice.conversation.settings import ConversationSettings
-from edgevoice.fleet.settings import MetricsSettings, MqttSettings, settings_problems
+from edgevoice.fleet.settings import DEFAULT_COMMANDS, MetricsSettings, MqttSettings, settings_problems
 from edgevoice.hw.gestures import gesture_problems
 from edgevoice.hw.profiles import Profile, ProfileError, load_profile
 from edgevoice.hw.settings import ButtonSettings, HardwareSettings, LedSettings
@@ -296,8 +296,14 @@ def mqtt_command_problem(name: str) -> str | None:
     return None
 
 
+def _allowed_by_default(name: str) -> str | None:
+    return None if name in DEFAULT_COMMANDS else mqtt_command_problem(name)
+
+
 def _check_fleet(config: Config, source: str) -> None:
-    problems = settings_problems(config.mqtt, mqtt_command_problem)
+    # The default [mqtt] commands are allowed (tests/test_fleet_units.py checks them): only names the file gives
+    # are checked against the control table, which every start-up would otherwise load (~20 ms, 0.3 s on a Pi).
+    problems = settings_problems(config.mqtt, _allowed_by_default)
     if problems:
         raise ConfigError(f"{source}: [mqtt] {problems[0]}")
     textfile = config.metrics.textfile
