@@ -11,7 +11,6 @@ allowed. The API key never lives here: see `edgevoice.realtime.credentials`.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import re
@@ -20,7 +19,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from edgevoice.audio.mixer import mixer_problems
 from edgevoice.audio.settings import AudioSettings, MixerSettings
@@ -28,12 +27,14 @@ from edgevoice.control.settings import ControlSettings
 from edgevoice.conversation.settings import ConversationSettings
 from edgevoice.fleet.settings import DEFAULT_COMMANDS, MetricsSettings, MqttSettings, settings_problems
 from edgevoice.hw.gestures import gesture_problems
-from edgevoice.hw.profiles import Profile, ProfileError, load_profile
 from edgevoice.hw.settings import ButtonSettings, HardwareSettings, LedSettings
 from edgevoice.realtime import models
 from edgevoice.realtime.settings import RealtimeSettings, UsageSettings
 from edgevoice.realtime.tool_schema import schema_problem
 from edgevoice.realtime.urls import is_loopback_url
+
+if TYPE_CHECKING:
+    from edgevoice.hw.profiles import Profile
 
 DEFAULT_PATH = Path("/etc/edgevoice/config.toml")
 TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -119,6 +120,8 @@ def _apply_profile(
 
     The profile is validated on its own first, so a bad value in it is reported against the profile's file.
     """
+    from edgevoice.hw.profiles import ProfileError, load_profile  # only a configuration that names one loads them
+
     try:
         profile: Profile = load_profile(spec, dirs)
     except ProfileError as exc:
@@ -228,6 +231,8 @@ def _type_words(allowed: tuple[type, ...]) -> str:
 
 
 def _did_you_mean(key: str, known: typing.Iterable[str]) -> str:
+    import difflib  # only a configuration with a mistake needs it
+
     close = difflib.get_close_matches(key, list(known), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
