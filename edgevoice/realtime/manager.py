@@ -1,8 +1,7 @@
 """The session manager: one durable conversation over as many Realtime sessions as it takes.
 
-The conversation talks to the manager as if the link never failed: it appends audio, commits turns, asks for
-answers, interrupts them. Underneath, the manager keeps the link alive and gives each of its jobs to one
-collaborator:
+The conversation talks to the manager as if the link never failed: it appends audio, commits turns, asks for answers,
+interrupts them. Underneath, the manager keeps the link alive and gives each of its jobs to one collaborator:
 
 - the link's life is here: connect when a conversation wants a link, reconnect after any loss as
   `RetryPolicy` says, roll over to a fresh session before the server's time limit, between turns;
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
     from edgevoice.realtime.session import RealtimeSession
 
 log = logging.getLogger(__name__)
-
 REFUSED_FALLBACK_S = 15.0  # the server refused our answer as busy and then never finished its own: ask anyway
 
 __all__ = ["Clockwork", "LinkStatus", "ManagerHooks", "SecretSource", "SessionManager", "warm_up"]
@@ -238,8 +236,7 @@ class SessionManager:
     # ---- events from the current session --------------------------------------------------------------
 
     def _handle(self, session: RealtimeSession, event: se.ServerEvent) -> None:
-        # The event types come with the session's code (loaded after start-up): not on the way to ready.
-        from edgevoice.realtime import server_events as se
+        from edgevoice.realtime import server_events as se  # loaded with the session's code, after start-up
 
         if session is not self._session:
             # A session we rolled over from may still finish a transcript: keep it, act on nothing else.
