@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -18,6 +19,9 @@ log = logging.getLogger("edgevoice")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    # What `run` loads lives as long as the process: the collector's passes over it while it loads find nothing
+    # and cost a Pi's start-up (run_service turns collection back on once the configuration is loaded).
+    gc.disable()
     from edgevoice.service import run_service
 
     return run_service(args.config)
