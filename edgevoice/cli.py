@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -18,6 +19,9 @@ log = logging.getLogger("edgevoice")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    # What `run` loads lives as long as the process: the collector's passes over it while it loads find nothing
+    # and cost a Pi's start-up (run_service turns collection back on once the configuration is loaded).
+    gc.disable()
     from edgevoice.service import run_service
 
     return run_service(args.config)
@@ -165,7 +169,9 @@ def control_socket(cli_path: str | None, config_path: str | None) -> str:
         return DEFAULT_SOCKET
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, ctl_commands: bool = True) -> argparse.ArgumentParser:
+    """The command line. `ctl_commands`: give `ctl` its subcommands, one per row of the control command table
+    (loading the table and building them costs a Pi's start-up a good part of a second: only `ctl` needs it)."""
     parser = argparse.ArgumentParser(prog="edgevoice", description="A voice terminal for the OpenAI Realtime API.")
     parser.add_argument("--version", action="version", version=f"edgevoice {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -209,12 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     profiles.add_argument("--model", help="the board model to detect from (default: PROCFS/device-tree/model)")
     profiles.set_defaults(func=_cmd_profiles)
 
-    from edgevoice.control.ctl import add_arguments as add_ctl_arguments
-
     ctl = sub.add_parser("ctl", help="drive a running edgevoice through its control socket (ctl status, ctl say ...)")
     ctl.add_argument("--socket", help="the control socket (default: $EDGEVOICE_SOCKET or [control] socket)")
     ctl.add_argument("--config", help="config file to read [control] socket from (default: as for run)")
-    add_ctl_arguments(ctl)
+    if ctl_commands:
+        from edgevoice.control.ctl import add_arguments as add_ctl_arguments
+
+        add_ctl_arguments(ctl)
     ctl.set_defaults(func=_cmd_ctl)
 
     fleet = sub.add_parser("fleet", help="every device on an MQTT broker: state, link, latency, cost, last seen")
@@ -238,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # numpy's OpenBLAS starts a thread per core at import; the device's matrices are small, one thread is faster
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    command = next((word for word in words if not word.startswith("-")), None)
+    args = build_parser(ctl_commands=command == "ctl").parse_args(argv)
     return int(args.func(args))
 
 

@@ -13,15 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from edgevoice.audio.xruns import XRuns
 from edgevoice.control.api import ControlError, EventListener, ToolCallHandler
-from edgevoice.control.args import DeviceCommand
-from edgevoice.control.commands import Cancel, End, Listen, Mute, Say, Speak, Stop, Unmute, Volume
 from edgevoice.control.errors import BAD_REQUEST, BUSY, INVALID_STATE, UNAVAILABLE
-from edgevoice.control.images import Picture
 from edgevoice.conversation.ports import Busy, NotNow
 from edgevoice.realtime.failures import LinkBusy
 from edgevoice.realtime.tools import BadSchema, NameTaken, Tool
 
 if TYPE_CHECKING:
+    from edgevoice.control.args import DeviceCommand
     from edgevoice.daemon import Daemon
 
 
@@ -87,6 +85,10 @@ class DaemonControl:
     def execute(self, command: DeviceCommand, owner: str | None = None) -> dict[str, Any]:
         """Run one device command (edgevoice/control/commands.py) and return its result; `owner`: the
         controller that sent it (the answers it asks for are its own, see `release`)."""
+        # The command table is loaded after start-up (see control/server.py): here it is loaded already.
+        from edgevoice.control.commands import Cancel, End, Listen, Mute, Say, Speak, Stop, Unmute, Volume
+        from edgevoice.control.images import Picture
+
         match command:
             case Listen():
                 self._run(self._conversation.listen)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -188,6 +189,8 @@ def run_service(config_path: str | None) -> int:
     except ConfigError as exc:
         print(f"edgevoice: configuration error: {exc}", file=sys.stderr)
         return 2
+    gc.freeze()  # what start-up loaded lives as long as the process: the collector's full passes skip it from now on
+    gc.enable()  # `edgevoice run` loads with it off (cli.py)
     sys.setswitchinterval(GIL_SWITCH_S)
     asyncio.run(Service(config, config_path).run())
     return 0

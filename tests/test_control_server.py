@@ -16,8 +16,8 @@ from control_fake import FakeDevice, LineClient, run, serving
 
 from edgevoice.control.api import ControlError
 from edgevoice.control.client import ControlClient
+from edgevoice.control.clients import RESERVED_SLOTS
 from edgevoice.control.limits import MAX_LINE
-from edgevoice.control.server import RESERVED_SLOTS
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 JPEG = b"\xff\xd8\xff\xe0" + os.urandom(150_000)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from edgevoice.config import ConfigError, parse_config
+from edgevoice.config import ConfigError, mqtt_command_problem, parse_config
 from edgevoice.fleet.credentials import BrokerCredentialsError, load_password
 from edgevoice.fleet.discovery import DeviceInfo, discovery_messages
 from edgevoice.fleet.metrics import MetricsCollector, percentile, write_textfile
-from edgevoice.fleet.settings import BrokerAddress, MqttSettings, broker_address, device_id
+from edgevoice.fleet.settings import DEFAULT_COMMANDS, BrokerAddress, MqttSettings, broker_address, device_id
 from edgevoice.fleet.topics import BadPayload, Topics, decode_command, fleet_event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +29,11 @@ def test_mqtt_section_is_read_and_off_by_default() -> None:
     )
     assert config.mqtt.enabled and config.mqtt.commands == ("say", "status") and config.mqtt.qos == 1
     assert config.metrics.textfile.endswith("e.prom")
+
+
+def test_the_default_mqtt_commands_are_allowed_ones() -> None:
+    """Loading a configuration takes them as allowed without the control table: they must stay so."""
+    assert DEFAULT_COMMANDS and all(mqtt_command_problem(name) is None for name in DEFAULT_COMMANDS)
 
 
 @pytest.mark.parametrize(

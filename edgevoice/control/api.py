@@ -14,9 +14,10 @@ queues).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from edgevoice.control.args import DeviceCommand
+if TYPE_CHECKING:
+    from edgevoice.control.args import DeviceCommand
 
 ToolCallHandler = Callable[[str, str], Awaitable[str]]  # (call_id, arguments as JSON text) -> output text
 EventListener = Callable[[dict[str, Any]], None]

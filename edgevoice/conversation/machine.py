@@ -20,13 +20,16 @@ so a new visitor starts fresh, and an idle device holds no connection.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgevoice.conversation.core import ConversationCore
 from edgevoice.conversation.ports import Busy, NotNow
 from edgevoice.conversation.state import LinkState, Phase
-from edgevoice.realtime import server_events as se
+
+if TYPE_CHECKING:
+    from edgevoice.realtime import server_events as se
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +244,9 @@ class Conversation(ConversationCore):
     # ---- the server ----------------------------------------------------------------------------------
 
     def on_server_event(self, event: se.ServerEvent) -> None:
+        # The event types come with the session's code (loaded after start-up): not on the way to ready.
+        from edgevoice.realtime import server_events as se
+
         responses = self._link.responses
         match event:
             case se.AudioDelta(response_id=rid, item_id=item, samples=samples):

@@ -1,8 +1,7 @@
 """The session manager: one durable conversation over as many Realtime sessions as it takes.
 
-The conversation talks to the manager as if the link never failed: it appends audio, commits turns, asks for
-answers, interrupts them. Underneath, the manager keeps the link alive and gives each of its jobs to one
-collaborator:
+The conversation talks to the manager as if the link never failed: it appends audio, commits turns, asks for answers,
+interrupts them. Underneath, the manager keeps the link alive and gives each of its jobs to one collaborator:
 
 - the link's life is here: connect when a conversation wants a link, reconnect after any loss as
   `RetryPolicy` says, roll over to a fresh session before the server's time limit, between turns;
@@ -24,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgevoice.realtime import events as ev
-from edgevoice.realtime import server_events as se
 from edgevoice.realtime.carryover import CarryOver
 from edgevoice.realtime.credentials import SecretSource
 from edgevoice.realtime.failures import LinkBusy, SessionError, ToolRefused
@@ -40,10 +38,10 @@ from edgevoice.realtime.tools import ToolRegistry
 from edgevoice.realtime.usage import TurnAudio, UsageMeter
 
 if TYPE_CHECKING:
+    from edgevoice.realtime import server_events as se
     from edgevoice.realtime.session import RealtimeSession
 
 log = logging.getLogger(__name__)
-
 REFUSED_FALLBACK_S = 15.0  # the server refused our answer as busy and then never finished its own: ask anyway
 
 __all__ = ["Clockwork", "LinkStatus", "ManagerHooks", "SecretSource", "SessionManager", "warm_up"]
@@ -238,6 +236,8 @@ class SessionManager:
     # ---- events from the current session --------------------------------------------------------------
 
     def _handle(self, session: RealtimeSession, event: se.ServerEvent) -> None:
+        from edgevoice.realtime import server_events as se  # loaded with the session's code, after start-up
+
         if session is not self._session:
             # A session we rolled over from may still finish a transcript: keep it, act on nothing else.
             if isinstance(event, se.Transcript):
@@ -377,6 +377,8 @@ class SessionManager:
         """The session that was up is gone: settle the response that was in flight."""
         cut = self.responses.on_link_lost()
         if cut is not None and cut.response_id is not None:
+            from edgevoice.realtime import server_events as se
+
             # The visitor heard part of it: report it cut (asking again would repeat what they heard).
             self._hooks.on_event(se.ResponseDone(cut.response_id, "failed", None, "connection_lost", error.message))
 

@@ -11,10 +11,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from edgevoice.realtime import server_events as se
 from edgevoice.realtime.link import LinkStatus
 
 if TYPE_CHECKING:
+    from edgevoice.realtime import server_events as se
     from edgevoice.realtime.session import RealtimeSession
 
 

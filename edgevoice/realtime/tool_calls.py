@@ -12,12 +12,14 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgevoice.realtime import events as ev
-from edgevoice.realtime import server_events as se
 from edgevoice.realtime.history import ConversationHistory
 from edgevoice.realtime.tools import ToolRegistry, run_tool
+
+if TYPE_CHECKING:
+    from edgevoice.realtime import server_events as se
 
 log = logging.getLogger(__name__)
 
