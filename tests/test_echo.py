@@ -66,6 +66,22 @@ def test_follows_a_jump_of_the_playback_delay() -> None:
     assert erle_db(mic, out, far, rate, 9.0, 14.0, lag) > 35
 
 
+def test_follows_a_jump_of_the_delay_longer_than_the_filter() -> None:
+    """The echo moves 220 ms later at once, more than the filter is long: the taps cannot move with it, the
+    filter starts afresh at the new alignment (it once raised here and took the microphone down with it)."""
+    rate, frame = 24000, 480
+    far = far_speech(rate, 14.0)
+    early = through(echo_path(rate, delay_ms=20.0), far)
+    late = through(echo_path(rate, delay_ms=240.0), far)
+    jump = 5 * rate
+    mic = np.concatenate((early[:jump], late[jump:])) + noise(rate, 14.0)
+    canceller = EchoCanceller(rate, frame)
+    delays: list[float] = []
+    out = run(canceller.process, mic, far, frame, each=lambda i: delays.append(canceller.delay_ms))
+    assert delays[jump // frame - 1] <= 20 and 230 <= delays[-1] <= 240
+    assert erle_db(mic, out, far, rate, 10.0, 14.0, canceller.block) > 30
+
+
 def test_delay_estimator_finds_the_bulk_delay_and_ignores_silence() -> None:
     rate, frame = 16000, 320
     far = far_speech(rate, 4.0)

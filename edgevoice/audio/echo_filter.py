@@ -212,7 +212,9 @@ class AdaptiveEchoFilter:
         n, parts = self.block, self.partitions
         taps = fft.irfft(self._w, 2 * n)[:, :n].reshape(-1)
         moved = np.zeros_like(taps)
-        if shift >= 0:
+        if abs(shift) >= taps.size:
+            pass  # the path moved further than the filter is long: nothing it learnt still applies
+        elif shift >= 0:
             moved[: taps.size - shift] = taps[shift:]
         else:
             moved[-shift:] = taps[: taps.size + shift]
