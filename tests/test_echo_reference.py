@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 from conftest import speak
 from scipy.signal import correlate
 
@@ -143,6 +144,33 @@ def test_the_pairing_does_not_depend_on_how_often_the_loop_reads_the_capture() -
     assert n >= 3 * 24000
     assert np.array_equal(one[:n], two[:n]) and np.array_equal(one[:n], three[:n])
     assert offset_in(one[n // 3 : n], expected_at_24k(x)) is not None, "the reference is not one continuous copy"
+
+
+class FailingOnce(EchoCanceller):
+    """A canceller with a fault on its third frame (standing for any bug in the DSP)."""
+
+    frames = 0
+
+    def process(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        self.frames += 1
+        if self.frames == 3:
+            raise ValueError("a bug in the DSP")
+        return super().process(near, far)
+
+
+def test_a_fault_in_the_echo_control_costs_a_frame_not_the_microphone(caplog: pytest.LogCaptureFixture) -> None:
+    stream = FakePlayback()
+    front = EchoFrontEnd(AudioSettings(), stream)  # type: ignore[arg-type]
+    front.control = FailingOnce(24000, 480)
+    voice = to_int16(np.random.default_rng(1).standard_normal(480) * 2000)
+    out = []
+    for _ in range(6):
+        stream.callback(np.zeros(BUFFER, np.int16))
+        out.append(front.process(voice)[0])
+    assert front.failures == 1 and not out[2].any()  # the frame it failed on went on as silence
+    assert all(frame.any() for frame in out[4:])  # then cleaned as before (after the canceller's 20 ms lag)
+    (record,) = [r for r in caplog.records if "echo control failed" in r.getMessage()]
+    assert record.exc_info is not None  # with the traceback, for the report
 
 
 def test_a_late_callback_leaves_a_short_gap_and_no_lasting_shift() -> None:

@@ -16,6 +16,7 @@ level gets through to `cleaned`.
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
 import numpy as np
@@ -27,6 +28,8 @@ from edgevoice.audio.echo_reference import EchoReference
 from edgevoice.audio.gate import EchoGate, NoEchoControl
 from edgevoice.audio.settings import AudioSettings
 from edgevoice.audio.vad import LocalVad
+
+log = logging.getLogger(__name__)
 
 
 class EchoControl(Protocol):
@@ -68,13 +71,30 @@ class EchoFrontEnd:
     `playback` must have been opened with a tap (`PlaybackStream(..., tap_seconds=1.0)`); its reference is
     what the speaker really played. Returns the cleaned frame and whether a visitor just started talking
     (the local barge-in: stop the speaker, truncate and cancel, without waiting for the server's VAD).
+
+    A fault in this DSP must not take the microphone down: a frame it fails on goes on as silence (it might
+    carry the device's own voice), the failure is logged with its traceback (the first, then every 500th),
+    and the echo control and the detector start afresh.
     """
 
     def __init__(self, settings: AudioSettings, playback: PlaybackStream, rate: int = 24000, frame_samples: int = 480):
         self.reference = EchoReference(playback, rate=rate, frame_samples=frame_samples)
         self.control = make_echo_control(settings, rate, frame_samples)
         self.vad = LocalVad(rate, frame_samples)
+        self.failures = 0
 
     def process(self, frame: np.ndarray) -> tuple[np.ndarray, bool]:
-        cleaned = self.control.process(frame, self.reference.next_frame())
-        return cleaned, self.vad.process(cleaned, self.control.echo_level)
+        try:
+            cleaned = self.control.process(frame, self.reference.next_frame())
+            return cleaned, self.vad.process(cleaned, self.control.echo_level)
+        except Exception:
+            if self.failures % 500 == 0:
+                log.exception(
+                    "echo control failed on a microphone frame (%d so far): the frame goes on as silence and "
+                    "the canceller learns the room afresh. Please report this with the traceback",
+                    self.failures + 1,
+                )
+            self.failures += 1
+            self.control.reset()
+            self.vad.reset()
+            return np.zeros_like(frame), False
