@@ -12,7 +12,7 @@ At 10 % the scenarios mostly fail, and are marked so (not strictly: now and then
 plays the daemon cleans the microphone too (the echo canceller follows the room), and that costs about 11-12 % of
 one core here (bench/footprint.py, duplex), of which about 3 % is the virtual card's own plumbing: more than the
 quota, so the speaker underflows now and then and an answer loses 50-100 ms (the conversations themselves go as
-they should). (With `frame_ms = 40` it is less and plays, near the limit.)
+they should).
 """
 
 from __future__ import annotations
