@@ -187,6 +187,7 @@ def test_button_interrupts_the_answer_and_starts_a_new_turn(sound_card: VirtualS
     follow_start = LEAD + len(question) / RATE + answer_gap_s
     follow_end = follow_start + len(follow_up) / RATE
     slow = EmulatorSettings(realtime_factor=1.0, response_delay_s=0.1)  # the response is still streaming
+    xruns: list[object] = []
 
     async def scenario() -> Device:
         async with Device(sound_card, mic=mic, emulator=slow) as device:
@@ -204,6 +205,8 @@ def test_button_interrupts_the_answer_and_starts_a_new_turn(sound_card: VirtualS
             await device.wait_state("idle", after="speaking")
             await device.wait_state("idle", after="thinking")
             await asyncio.sleep(0.2)
+            assert device.daemon is not None
+            xruns.append(device.daemon.xruns())
         return device
 
     device = asyncio.run(scenario())
@@ -217,7 +220,7 @@ def test_button_interrupts_the_answer_and_starts_a_new_turn(sound_card: VirtualS
     heard_ms = (segments[0][1] - segments[0][0]) * 1000
     assert abs(heard_ms - truncate["audio_end_ms"]) < 100, (heard_ms, truncate)
     # Nothing of the interrupted answer played after the cut: the second segment is the default reply.
-    assert abs((segments[1][1] - segments[1][0]) - 0.9) < 0.05
+    assert abs((segments[1][1] - segments[1][0]) - 0.9) < 0.05, (segments, xruns)
 
 
 def test_malformed_server_events_are_logged_and_the_turn_completes(sound_card: VirtualSoundCard) -> None:

@@ -63,11 +63,11 @@ class Speaker:
         self._chunk = rate * frame_ms // 1000
         # While playing, the pump fills the ring to `target_ms` whenever the microphone's path wakes the loop
         # (`nudge`, every 40 ms: a wake of its own would cost the loop more than the resampling it does), and
-        # at the latest `_fallback_s` after the last fill. 160 ms ahead leaves 80 ms for a late wake (on a
+        # at the latest `_fallback_s` after the last fill. 200 ms ahead leaves 120 ms for a late wake (on a
         # slow or busy CPU the loop may wake several frames late: under an emulated Pi 4 quota, 60 ms ahead
         # ran dry now and then). A barge-in costs nothing for it: `stop` throws the ring's audio away.
         self._fallback_s = 0.08
-        self._target = device_rate * (target_ms or max(160, 3 * frame_ms + 80)) // 1000
+        self._target = device_rate * (target_ms or max(200, 3 * frame_ms + 120)) // 1000
         self._on_started = on_started
         self._on_drained = on_drained
         self._on_level = on_level
