@@ -111,8 +111,8 @@ class SoxrConverter:
         self._stream = soxr.ResampleStream(rate, 24000, 1, dtype="int16", quality="HQ")
         self._pending = np.zeros(0, np.int16)
 
-    def convert(self, raw: bytes) -> list[np.ndarray]:
-        out = self._stream.resample_chunk(np.frombuffer(raw, np.int16))
+    def convert(self, block: np.ndarray) -> list[np.ndarray]:
+        out = self._stream.resample_chunk(block[:, 0])
         pending = np.concatenate((self._pending, out))
         n = len(pending) // 480
         self._pending = pending[n * 480 :].copy()
@@ -122,7 +122,7 @@ class SoxrConverter:
 async def uplink_cpu(url: str, converter: FrameConverter | SoxrConverter, seconds: float) -> float:
     """CPU ms per second of 48 kHz capture: pick channel, resample, base64/JSON encode, send."""
     x = test_signal(48000, seconds)
-    raws = [x[i : i + 960].tobytes() for i in range(0, x.size - 959, 960)]
+    raws = [x[i : i + 960].reshape(-1, 1) for i in range(0, x.size - 959, 960)]  # device frames, as captured
     session = RealtimeSession(PTT.__class__(**{**PTT.__dict__, "url": url}), "bench", lambda e: None)
     await session.open()
     start = time.process_time()
