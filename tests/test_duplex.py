@@ -65,6 +65,23 @@ def test_the_detector_hears_a_visitor_in_a_quiet_room_and_ignores_the_room() -> 
     assert 0 <= fired[0] - (3 + speech_start(voice)) <= 0.1
 
 
+def test_an_onset_is_pending_from_the_first_loud_frame_until_speech_starts() -> None:
+    """What lets the microphone path wake the loop for the very next buffer (mic_path.py): the frame after a
+    pending one may start speech."""
+    voice = visitor(RATE, -36.0)
+    mic = to_int16(noise(RATE, 4.0, dbfs=-50.0) + np.concatenate((np.zeros(2 * RATE), voice))[: 4 * RATE])
+    vad = LocalVad(RATE, FRAME)
+    verdicts = []  # (pending after the frame, speech started on it)
+    for i in range(0, mic.size - FRAME + 1, FRAME):
+        started = vad.process(mic[i : i + FRAME])
+        verdicts.append((vad.onset_pending, started))
+    first_start = next(i for i, (_, started) in enumerate(verdicts) if started)
+    assert first_start >= 2 * RATE // FRAME
+    assert verdicts[first_start - 1][0], "the frame before the onset left it pending"
+    assert not verdicts[first_start][0], "once speech has started nothing is pending"
+    assert not any(pending for pending, _ in verdicts[: 2 * RATE // FRAME]), "the quiet room is never pending"
+
+
 def test_gate_attenuates_while_the_device_speaks_and_for_the_hang_time() -> None:
     gate = EchoGate(RATE, FRAME, hang_ms=200.0, attenuation_db=40.0)
     far = np.zeros(4 * RATE, np.int16)

@@ -3,7 +3,9 @@
 While `needed()` says so (the conversation streams the microphone, or the speaker plays or has just played,
 so that the canceller follows the room), the capture stream wakes the event loop every `batch` buffers and
 every frame goes through the echo front end (canceller and local voice detector): `frames()` yields them.
-Each wake costs the loop more than a frame's DSP, so `batch` is as large as latency allows. The canceller's
+Each wake costs the loop more than a frame's DSP, so `batch` is as large as latency allows; while the voice
+detector has an onset pending (a frame above its threshold, speech not yet started), the next buffer wakes the
+loop on its own, so that a barge-in is not held up by the batch. The canceller's
 reference is paired by stamp (each capture buffer knows how much the speaker had played when it was
 recorded), not by when the loop reads, so batches do not shift it.
 At rest the PortAudio callback only fills its ring and the loop sleeps. When a turn starts, `since(t)`
@@ -40,7 +42,7 @@ class MicrophonePath:
         self.front = front
         self._needed = needed
         self._stream = microphone.stream
-        self._stream.batch = batch
+        self._stream.batch = self._batch = batch
         self._stream.wanted = False
         self._preroll_s = preroll_ms / 1000
         self.recent = PreRollBuffer(round(microphone.frame_s * 1000), preroll_ms)
@@ -73,6 +75,7 @@ class MicrophonePath:
                 continue
             for began, frame, stamp in self._take():
                 yield self._clean(began, frame, stamp)
+            self._stream.batch = 1 if self.front.vad.onset_pending else self._batch
 
     def _take(self, newest_s: float | None = None) -> list[tuple[float, np.ndarray, int | None]]:
         """What the capture holds as (began, frame, stamp): the stamp of the buffer each frame ends in (a

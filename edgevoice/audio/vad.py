@@ -90,6 +90,11 @@ class LocalVad:
         """Speech-band power of the cleaned signal over the echo level, as learnt (an upper quantile)."""
         return float(self._leak.value)
 
+    @property
+    def onset_pending(self) -> bool:
+        """The last frame stood above the threshold but speech has not started yet: the next frame may start it."""
+        return self._above > 0 and not self.speaking
+
     def reset(self) -> None:
         self.noise = 0.0
         self.speaking = self.voiced = False
