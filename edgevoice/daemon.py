@@ -139,9 +139,11 @@ class Daemon:
             await self._shutdown()
 
     def warm_up(self) -> None:
-        """Once ready, load what the first conversation and the first controller need (in the background:
-        nothing waits for it)."""
+        """Once ready, load what the first conversation and the first controller need, and the microphone's echo
+        front end (in the background: nothing waits for it)."""
         self._tasks.append(asyncio.create_task(warm_up(), name="warm-up"))
+        if self.sound is not None:
+            self._tasks.append(asyncio.create_task(self.sound.prepare_echo(), name="echo-warm-up"))
         if self.control is not None:
             self._tasks.append(asyncio.create_task(self.control.warm_up(), name="control-warm-up"))
 

@@ -11,17 +11,22 @@ recorded), not by when the loop reads, so batches do not shift it.
 At rest the PortAudio callback only fills its ring and the loop sleeps. When a turn starts, `since(t)`
 catches up on the ring's last moments (what the visitor said between the press and now: the pre-roll), so
 that nothing is lost by resting. Call `wake_up()` whenever what `needed()` depends on may have changed.
+The echo front end is built by `make_front` when the first frame is cleaned (or by `prepare()`, after start-up),
+then kept: what the canceller learns of the room lasts as long as the path.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgevoice.audio.duplex import EchoFrontEnd
 from edgevoice.audio.microphone import Microphone
 from edgevoice.audio.preroll import PREROLL_MS, MicFrame, PreRollBuffer
+
+if TYPE_CHECKING:
+    from edgevoice.audio.duplex import EchoFrontEnd
 
 __all__ = ["MicFrame", "MicrophonePath"]
 
@@ -32,14 +37,15 @@ class MicrophonePath:
     def __init__(
         self,
         microphone: Microphone,
-        front: EchoFrontEnd,
+        make_front: Callable[[], EchoFrontEnd],
         *,
         needed: Callable[[], bool],
         preroll_ms: int = PREROLL_MS,
         batch: int = 1,
     ) -> None:
         self.microphone = microphone
-        self.front = front
+        self._make_front = make_front
+        self._front: EchoFrontEnd | None = None
         self._needed = needed
         self._stream = microphone.stream
         self._stream.batch = self._batch = batch
@@ -48,6 +54,21 @@ class MicrophonePath:
         self.recent = PreRollBuffer(round(microphone.frame_s * 1000), preroll_ms)
         self.active = False
         self.activations = 0  # times it woke from rest (a figure for benchmarks)
+
+    @property
+    def front(self) -> EchoFrontEnd:
+        """The echo front end (canceller and local voice detector), built at its first use."""
+        if self._front is None:
+            self._front = self._make_front()
+        return self._front
+
+    @property
+    def front_built(self) -> bool:
+        return self._front is not None
+
+    def prepare(self) -> None:
+        """Build the echo front end now, so that the first cleaned frame does not wait for it."""
+        _ = self.front
 
     def wake_up(self) -> None:
         """Start cleaning the microphone if it is needed now (cheap when it already runs)."""
@@ -88,9 +109,10 @@ class MicrophonePath:
         return [(b, f, stamps[max(0, last - (len(taken) - 1 - i))]) for i, (b, f) in enumerate(taken)]
 
     def _clean(self, began: float, frame: np.ndarray, stamp: int | None) -> MicFrame:
-        self.front.reference.through = stamp
-        cleaned, speech_started = self.front.process(frame)
-        return MicFrame(began, cleaned, speech_started, self.front.vad.voiced)
+        front = self.front
+        front.reference.through = stamp
+        cleaned, speech_started = front.process(frame)
+        return MicFrame(began, cleaned, speech_started, front.vad.voiced)
 
     def keep(self, frame: MicFrame) -> None:
         """A frame nobody sent: it may begin the next turn."""

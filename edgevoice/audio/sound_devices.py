@@ -3,23 +3,29 @@
 `SoundDevices` finds both devices, negotiates their formats, opens the PortAudio streams (the playback one
 with the tap the echo canceller reads what was played from) and builds the parts on top of them: the
 `MicrophonePath` (24 kHz frames through the echo front end, only while `mic_needed()`) and the `Speaker`
-(the playout of answers). `AudioDeviceError` says what is missing, in words an installer can act on.
+(the playout of answers). The echo front end's DSP is loaded and built at the microphone's first use, or by
+`prepare_echo()` once the daemon is ready: the way to READY does not wait for it. `AudioDeviceError` says
+what is missing, in words an installer can act on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from edgevoice.audio.bridge import CaptureStream, PlaybackStream
 from edgevoice.audio.devices import AudioDeviceError, find_device, list_devices, negotiate_format, open_portaudio
-from edgevoice.audio.duplex import EchoFrontEnd
 from edgevoice.audio.mic_path import MicrophonePath
 from edgevoice.audio.microphone import Microphone
 from edgevoice.audio.settings import AudioSettings
 from edgevoice.audio.speaker import Speaker
 from edgevoice.audio.xruns import XRuns
+
+if TYPE_CHECKING:
+    from edgevoice.audio.duplex import EchoFrontEnd
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +65,11 @@ class SoundDevices:
         except BaseException:
             self.pa.terminate()
             raise
-        # Kept as long as the streams: the room the canceller has learnt survives between turns and sessions.
-        front = EchoFrontEnd(settings, self.playback, frame_samples=24000 * frame_ms // 1000)
+        self._settings = settings
         self.capture.paired = self.playback  # the canceller's reference is paired with the capture by stamp
         self.microphone = MicrophonePath(
             Microphone(self.capture, settings.input_channel, frame_ms),
-            front,
+            self._echo_front_end,
             needed=mic_needed,
             batch=max(1, WAKE_MS // frame_ms),
         )
@@ -80,6 +85,19 @@ class SoundDevices:
             spk_fmt.rate,
             spk_fmt.channels,
         )
+
+    def _echo_front_end(self) -> EchoFrontEnd:
+        """Built once, kept as long as the streams: the room the canceller has learnt survives between turns
+        and sessions."""
+        from edgevoice.audio.duplex import EchoFrontEnd  # the DSP: not on the way to READY
+
+        frame_samples = 24000 * self._settings.frame_ms // 1000
+        return EchoFrontEnd(self._settings, self.playback, frame_samples=frame_samples)
+
+    async def prepare_echo(self) -> None:
+        """Load the echo front end's DSP in a worker thread, then build it (call once the device is ready)."""
+        await asyncio.to_thread(importlib.import_module, "edgevoice.audio.duplex")
+        self.microphone.prepare()
 
     @property
     def captured_seconds(self) -> float:
