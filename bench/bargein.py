@@ -5,17 +5,17 @@ speaker falling silent.
 
 `python -m edgevoice run` (server VAD, echo cancelled, 20 ms frames, the kiosk configuration of bench/_rig.py) runs
 under a cgroup CPU quota (25 % of one core by default: an emulated Pi 4 core) on a virtual sound card, and, as the
-anchor, at full speed on another; the scripted emulator (its own process) answers every response with a long voice-
-like answer at real-time pace. Each round, once an answer has played 2 s, the visitor's voice is written into the
-microphone's script just ahead of where the daemon reads it (/proc/PID/fdinfo), from sample S of the capture stream
-on (anywhere in the microphone's 40 ms wake: in either of its two 20 ms buffers). The device's own voice detector
-stops the answer; the speaker's recording shows its last sample E (on a buffer boundary). The card's two streams run
-in lockstep (the speaker's written position equals the microphone's read position at any moment, less the holes of
-playback underflows, which the recording does not show: that offset is read before each round), so (E - S) / rate is
-the time from the first word reaching the microphone (the card hands it over at the end of its 20 ms buffer, as a
-real card does) to the last sample of the answer reaching the card (the recording is written as ALSA takes the
-audio, after PortAudio's own buffering). A real card's output buffer, and the room, come on top. The microphone does
-not hear the speaker here.
+anchor, at full speed on another; the scripted emulator (its own process) answers every response with a long
+voice-like answer at real-time pace. Each round, once an answer has played 2 s, the visitor's voice is written into
+the microphone's script just ahead of where the daemon reads it (/proc/PID/fdinfo), from sample S of the capture
+stream on (anywhere in the microphone's 40 ms wake: in either of its two 20 ms buffers). The device's own voice
+detector stops the answer; the speaker's recording shows its last sample E (on a buffer boundary). The card's two
+streams run in lockstep (the speaker's written position equals the microphone's read position at any moment, less
+the holes of playback underflows, which the recording does not show: that offset is read before each round), so (E -
+S) / rate is the time from the first word reaching the microphone (the card hands it over at the end of its 20 ms
+buffer, as a real card does) to the last sample of the answer reaching the card (the recording is written as ALSA
+takes the audio, after PortAudio's own buffering). A real card's output buffer, and the room, come on top. The
+microphone does not hear the speaker here.
 """
 
 from __future__ import annotations
