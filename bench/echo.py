@@ -296,7 +296,7 @@ def bench_vad(rooms: tuple[Room, ...]) -> None:
         fired = []
         for i in range(0, s.mic.size - frame + 1, frame):
             cleaned = canceller.process(s.mic[i : i + frame], s.far[i : i + frame])
-            if vad.process(cleaned, canceller.echo_level):
+            if vad.process(cleaned, canceller.echo_level, canceller.far_active):
                 fired.append((i + frame) / rate)
         start = DT_S[0] + np.flatnonzero(np.abs(s.near[int(DT_S[0] * rate) :]) > 0.05 * np.abs(s.near).max())[0] / rate
         onset = [f - start for f in fired if start <= f < start + 1.0]
@@ -325,7 +325,7 @@ def bench_device_cost() -> None:
     for near, far48 in frames:  # what the device adds: the reference back to 24 kHz, the canceller, the VAD
         far = to_int16(ref_down.process(far48))
         if far.size == 480:
-            vad.process(canceller.process(near, far), canceller.echo_level)
+            vad.process(canceller.process(near, far), canceller.echo_level, canceller.far_active)
     aec = time.process_time() - start
     native = EchoCanceller(rate, 960)
     start = time.process_time()

@@ -27,7 +27,7 @@ def onsets(control: EchoControl, mic: np.ndarray, far: np.ndarray) -> list[float
     fired = []
     for i in range(0, mic16.size - FRAME + 1, FRAME):
         cleaned = control.process(mic16[i : i + FRAME], far[i : i + FRAME])
-        if vad.process(cleaned, control.echo_level):
+        if vad.process(cleaned, control.echo_level, control.far_active):
             fired.append((i + FRAME) / RATE)
     return fired
 
@@ -53,6 +53,42 @@ def test_the_device_never_hears_itself_and_always_hears_a_visitor(delay_ms: floa
     assert fired[0] >= start / RATE, f"fired on echo alone at {fired[0]:.2f} s"
     talk = start / RATE + speech_start(voice)
     assert fired[0] - talk <= 0.100, f"{(fired[0] - talk) * 1000:.0f} ms after the visitor started"
+
+
+@pytest.mark.parametrize("echo_gain", [0.0, 0.5], ids=["no echo heard", "echo"])
+def test_each_interruption_is_heard_as_soon_as_the_first(echo_gain: float) -> None:
+    """A visitor interrupts the answer again and again, and talks on after the device stopped. The detector must
+    not learn from that voice (neither while its onset is pending nor from the room's ringing after the device
+    stopped), and the visitor's own voice must not raise the bar for their first words: where the microphone
+    hears the device's voice only through the filters' estimate of it, not as the whole microphone level."""
+    far = far_speech(RATE, 4.0)
+    echo = through(echo_path(RATE, delay_ms=30.0, rt60=0.4, reverb_db=-6.0), far) * echo_gain
+    voice = visitor(RATE, -30.0)
+    talk = 2.5 + speech_start(voice)
+    room = noise(RATE, 4.0, dbfs=-55.0)
+    control, vad = EchoCanceller(RATE, FRAME), LocalVad(RATE, FRAME)
+    for _ in range(2):  # the canceller learns the room first (no barge-in by voice meanwhile)
+        for i in range(0, far.size - FRAME + 1, FRAME):
+            mic = to_int16(room[i : i + FRAME] + echo[i : i + FRAME])
+            vad.process(control.process(mic, far[i : i + FRAME]), control.echo_level, control.far_active)
+    assert not control.learning
+    delays, leaks = [], []
+    for _ in range(8):
+        near = room.copy()
+        near[int(2.5 * RATE) :] += voice[: near.size - int(2.5 * RATE)]
+        stopped = None
+        for i in range(0, far.size - FRAME + 1, FRAME):
+            playing = stopped is None
+            mic = to_int16(near[i : i + FRAME] + (echo[i : i + FRAME] if playing else 0.0))
+            cleaned = control.process(mic, far[i : i + FRAME] if playing else np.zeros(FRAME, np.int16))
+            if vad.process(cleaned, control.echo_level, control.far_active) and playing and i >= 2.5 * RATE:
+                stopped = (i + FRAME) / RATE  # the device stops; the visitor talks on
+        assert stopped is not None, "an interruption was not heard"
+        delays.append(stopped - talk)
+        leaks.append(vad.leak)
+    shown = [f"{d * 1000:.0f} ms" for d in delays]
+    assert max(delays) <= delays[0] + 0.021 and max(delays) <= 0.100, shown
+    assert leaks[-1] <= 2 * leaks[0] or echo_gain == 0.0, leaks  # with no echo, what it learns scales nothing
 
 
 def test_the_detector_hears_a_visitor_in_a_quiet_room_and_ignores_the_room() -> None:

@@ -86,7 +86,7 @@ class EchoFrontEnd:
     def process(self, frame: np.ndarray) -> tuple[np.ndarray, bool]:
         try:
             cleaned = self.control.process(frame, self.reference.next_frame())
-            return cleaned, self.vad.process(cleaned, self.control.echo_level)
+            return cleaned, self.vad.process(cleaned, self.control.echo_level, self.control.far_active)
         except Exception:
             if self.failures % 500 == 0:
                 log.exception(

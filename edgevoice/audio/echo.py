@@ -122,6 +122,7 @@ class EchoCanceller:
         self.far_active = False  # the far end played in this frame (after alignment)
         self.echo_level = 0.0  # how loud the device's voice may be in the microphone (see duplex.py)
         self._mic_level = 0.0  # the microphone's power while the far end plays, held over a decay
+        self._echo_power = 0.0  # the filters' estimate of the echo's power, held over the same decay
         self.realignments = 0
         self._copies = 0  # the filter's count of echo path changes, as last seen
         self._played_frames = 0  # frames in which the far end played, since the start
@@ -158,7 +159,7 @@ class EchoCanceller:
         if self.suppressor is not None:
             self.suppressor.reset()
         self.delay_estimator.reset()
-        self.echo_level = self._mic_level = 0.0
+        self.echo_level = self._mic_level = self._echo_power = 0.0
         self._played_frames = 0
         self._near_power = self._error_power = 0.0
         self._learned = self._gave_up = False
@@ -178,7 +179,7 @@ class EchoCanceller:
         n = self.block
         aligned = self._far.last(self.frame_samples, self._delay)
         active = False
-        error_energy = 0.0
+        error_energy = estimate_energy = 0.0
         for i in range(0, self.frame_samples, n):
             x = aligned[i : i + n]
             d = self._near[i : i + n]
@@ -194,6 +195,7 @@ class EchoCanceller:
                 error = d
             else:
                 error = self.filter.filter(x, d)
+                estimate_energy += self.filter.echo_energy
             error_energy += float(np.dot(error, error))
             if self.suppressor is None:
                 self._out[i : i + n] = error
@@ -204,15 +206,21 @@ class EchoCanceller:
                     self.suppressor.path_changed()
                 self._out[i : i + n] = self.suppressor.process(error, f.echo_spectrum, f.mismatch_power, block_active)
         self.far_active = active
-        # What the device's voice may amount to in the microphone: its level while the far end plays. Not
-        # the filter's echo estimate, which is too small while the filter is still learning a new path.
+        # The microphone's level while the far end plays says whether the device's voice is audible at all (while
+        # the filter learns the room).
         held = self._mic_level * self._echo_hold
         self._mic_level = max(float(np.dot(self._near, self._near)) / self.frame_samples, held) if active else held
         if active:
             self._played_frames += 1
             self._update_learning(float(np.dot(self._near, self._near)), error_energy)
         audible = self._mic_level > _FAR_ACTIVE_RMS**2
-        self.echo_level = math.inf if self.learning and audible else self._mic_level
+        # How loud the device's voice is in the microphone, for a voice detector: the filter's estimate of the
+        # echo (of whichever of its two filters does better: the shadow's once it has found a new echo path),
+        # held over a decay for the block the output lags and the room's ringing. Not the microphone's level,
+        # which holds a visitor's voice as well: a visitor talking over the answer would raise the bar for
+        # their own first words.
+        self._echo_power = max(estimate_energy / self.frame_samples, self._echo_power * self._echo_hold)
+        self.echo_level = math.inf if self.learning and audible else self._echo_power
         if self.learning and audible:
             self._out *= self._learning_gain
         return np.clip(np.rint(self._out), -32768, 32767).astype(np.int16)

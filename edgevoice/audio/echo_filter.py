@@ -72,6 +72,7 @@ class AdaptiveEchoFilter:
         self._padded = np.zeros((2, 2 * block), np.float32)  # [0 ... 0, error] of each filter
         self._errors = self._padded[:, block:]
         self._echoes = np.zeros((2, block), np.float32)
+        self._near = np.zeros(block, np.float32)  # the last block's microphone
         self._spectra = np.zeros((2, bins), np.complex64)  # the filters' (circular) output spectra
         self._error_power = np.zeros(bins, np.float32)
         self.mismatch_power = np.zeros(bins, np.float32)  # expected power of the echo the filter misses
@@ -112,6 +113,7 @@ class AdaptiveEchoFilter:
         np.multiply(self._filters, x, out=self._products)
         np.sum(self._products, axis=1, out=self._spectra)
         self._echoes[:] = fft.irfft(self._spectra, 2 * n)[:, n:]
+        self._near = near
         np.subtract(near, self._echoes, out=self._errors)
         errors = fft.rfft(self._padded)
 
@@ -129,6 +131,19 @@ class AdaptiveEchoFilter:
         self.echo = self._echoes[chosen]
         self.echo_spectrum = self._spectra[chosen]
         return self._errors[chosen]
+
+    @property
+    def echo_energy(self) -> float:
+        """Energy of the last block's echo as estimated (int16 units squared): the larger of the two filters'
+        estimates, counting only a filter that explained part of the microphone (its error smaller than the
+        microphone). The shadow finds a new echo path within a few blocks, before the main filter takes it; but
+        while a visitor talks it diverges, its estimate is noise, and its error larger than the microphone."""
+        near = float(np.dot(self._near, self._near))
+        energy = 0.0
+        for echo, error in zip(self._echoes, self._errors, strict=True):
+            if float(np.dot(error, error)) < near:
+                energy = max(energy, float(np.dot(echo, echo)))
+        return energy
 
     def _kalman_gain(self, e_spec: np.ndarray) -> np.ndarray:
         """The main filter's gain over conj(X), per partition and bin; updates its uncertainty P."""

@@ -7,9 +7,10 @@ own voice. The speech band of the cleaned signal must clearly exceed two levels:
 - the background noise, tracked as a running minimum that rises slowly while nothing plays;
 - what the echo control lets through of the device's voice: `echo_level` (how loud the device's voice is
   in the microphone, see `edgevoice.audio.duplex`) times the leak, learnt here as a high quantile (98 %)
-  of cleaned level / echo level while the device speaks and no visitor is detected. It starts at -30 dB,
-  rises at most 10 dB per second (a visitor's first syllables cannot teach it that they are echo) and
-  falls very slowly: it remembers the worst the canceller has let through.
+  of cleaned level / echo level while the device speaks (`far_active`: not from the room's ringing after it
+  stopped, while a visitor who interrupted talks on) and no visitor is detected (frames above the threshold
+  are learnt from only once they turned out not to start speech). It starts at -30 dB, rises at most 10 dB
+  per second and falls very slowly: it remembers the worst the canceller has let through.
 
 Speech counts once it stands above both for `onset_ms`; it ends after `hangover_ms` below. With
 `echo_level` infinite (a closed gate, or no echo control while the device speaks) it never fires.
@@ -83,6 +84,7 @@ class LocalVad:
         self.voiced = False  # the last frame sounded like a voice (for trimming silence)
         self._above = 0
         self._below = 0
+        self._held_ratios: list[float] = []  # the current run above the threshold: echo or a visitor's onset?
         self._warmup = _WARMUP_FRAMES
 
     @property
@@ -99,11 +101,14 @@ class LocalVad:
         self.noise = 0.0
         self.speaking = self.voiced = False
         self._above = self._below = 0
+        self._held_ratios.clear()
         self._warmup = _WARMUP_FRAMES
         self._leak.reset()
 
-    def process(self, cleaned: np.ndarray, echo_level: float = 0.0) -> bool:
-        """Feed one frame; returns True when speech has just started (once per utterance)."""
+    def process(self, cleaned: np.ndarray, echo_level: float = 0.0, far_active: bool = True) -> bool:
+        """Feed one frame; returns True when speech has just started (once per utterance). `far_active`: the
+        device's voice is reaching the microphone now (not only the room's ringing after it): the leak is
+        learnt only then."""
         spectrum = fft.rfft(cleaned.astype(np.float32) * self._window)[self._band]
         level = self._scale * float(np.sum(np.square(spectrum.real) + np.square(spectrum.imag)))
         self.level = level
@@ -120,19 +125,29 @@ class LocalVad:
             return False
         if level > self.noise and not self.speaking and echo_level < self.noise:
             self.noise *= self._noise_rise  # learn the room only while neither the device nor a visitor talks
-        if echo_level > self._min_echo and not self.speaking:
-            self._leak.update((level + 1.0) / echo_level)
         echo = self.leak * echo_level if echo_level > self._min_echo else 0.0
         self.threshold = max(self.noise * self._noise_margin, echo * self._echo_margin, self._min_level)
         self.voiced = level > self.threshold * self._voiced_relief
+        # The leak is learnt from the device's voice alone: while it plays, never from a visitor's speech, and
+        # from a run of frames above the threshold only once the run has ended without an onset (echo after all).
+        learn = far_active and echo_level > self._min_echo and not self.speaking
+        ratio = (level + 1.0) / echo_level if learn else 0.0
         if level > self.threshold:
             self._above += 1
             self._below = 0
+            if learn:
+                self._held_ratios.append(ratio)
         else:
             self._above = 0
             self._below += 1
+            for held in self._held_ratios:
+                self._leak.update(held)
+            self._held_ratios.clear()
+            if learn:
+                self._leak.update(ratio)
         if not self.speaking and self._above >= self._onset_frames:
             self.speaking = True
+            self._held_ratios.clear()  # a visitor: nothing to learn from
             return True
         if self.speaking and self._below >= self._hangover_frames:
             self.speaking = False
