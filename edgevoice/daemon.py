@@ -87,6 +87,7 @@ class Daemon:
         self._sound_started_at = 0.0
         self._echo_tail_s = config.audio.echo_tail_ms / 1000 + ECHO_MARGIN_S
         self._xrun_watch = XRunWatch()
+        self.failure = ""  # a task of the daemon that failed (what it was and why): the daemon stopped for it
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Hear every device event from now on; returns the function that stops it."""
@@ -127,6 +128,8 @@ class Daemon:
                 asyncio.create_task(self._manager.run(), name="session-manager"),
                 asyncio.create_task(self._tick(), name="tick"),
             ]
+            for task in self._tasks:
+                task.add_done_callback(self._on_task_done)
             if isinstance(self._secrets, MissingSecret):
                 conversation.report_fault("key", self._secrets.problem)
             conversation.start()
@@ -150,6 +153,17 @@ class Daemon:
     def stop(self) -> None:
         if self._stopping is not None:
             self._stopping.set()
+
+    def _on_task_done(self, task: asyncio.Task[Any]) -> None:
+        """The audio, the session manager and the tick run as long as the daemon: one that ends on an error would
+        leave it deaf, mute or frozen while the PortAudio callbacks keep the watchdog happy. The daemon stops
+        instead, and the service exits with an error, so that systemd starts it afresh."""
+        if task.cancelled() or (exc := task.exception()) is None or self.failure:
+            return
+        self.failure = f"the {task.get_name()} task failed: {type(exc).__name__}: {exc}"
+        log.critical("%s; stopping (systemd restarts edgevoice). Please report this with the traceback", self.failure,
+                     exc_info=exc)  # fmt: skip
+        self.stop()
 
     @property
     def _manager(self) -> SessionManager:

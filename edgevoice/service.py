@@ -56,6 +56,7 @@ class Service:
         self._reload = False
         self._stopping = False
         self._fault = ""
+        self.failure = ""  # why the daemon stopped by itself (a task of it failed): the process exits with 1
 
     # ---- signals -------------------------------------------------------------------------------------
 
@@ -139,6 +140,10 @@ class Service:
         self.daemon = daemon
         try:
             await daemon.run(on_ready=gpio_up.set)
+            if daemon.failure and not self._reload:
+                self.failure = daemon.failure
+                self._stopping = True
+                self.notifier.status(_one_line(f"failed: {daemon.failure}"))
         finally:
             self.daemon = None
             announce.cancel()
@@ -183,7 +188,8 @@ def _one_line(text: str) -> str:
 
 
 def run_service(config_path: str | None) -> int:
-    """`edgevoice run`: 0 after a stop, 2 for a configuration that cannot start."""
+    """`edgevoice run`: 0 after a stop, 2 for a configuration that cannot start, 1 when a task of the daemon failed
+    (systemd's Restart=on-failure starts it afresh)."""
     try:
         config = load_config(config_path)
     except ConfigError as exc:
@@ -192,5 +198,6 @@ def run_service(config_path: str | None) -> int:
     gc.freeze()  # what start-up loaded lives as long as the process: the collector's full passes skip it from now on
     gc.enable()  # `edgevoice run` loads with it off (cli.py)
     sys.setswitchinterval(GIL_SWITCH_S)
-    asyncio.run(Service(config, config_path).run())
-    return 0
+    service = Service(config, config_path)
+    asyncio.run(service.run())
+    return 1 if service.failure else 0

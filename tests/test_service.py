@@ -105,6 +105,47 @@ def test_run_under_systemd_ready_watchdog_reload_and_stop(tmp_path: Path) -> Non
         assert "reloading with" in err and "stopped" in err
 
 
+# `edgevoice run` with one fault planted: the daemon's clock tick raises once the device has been ready a moment.
+FAULTY_RUN = """
+import sys, time
+from edgevoice.conversation.machine import Conversation
+started = time.monotonic()
+tick = Conversation.tick
+def faulty_tick(self):
+    if time.monotonic() - started > 2.0:
+        raise RuntimeError("a planted fault")
+    tick(self)
+Conversation.tick = faulty_tick
+from edgevoice.cli import main
+sys.exit(main(["run", "--config", sys.argv[1]]))
+"""
+
+
+def test_a_task_that_fails_stops_the_service_with_an_error_for_systemd_to_restart(tmp_path: Path) -> None:
+    """A task of the daemon that dies (here its clock) must not leave a process that looks alive, pings the
+    watchdog (the sound card's callbacks still run) and does nothing: it exits 1 (Restart=on-failure)."""
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG)
+    CARD.write_mic(silence(30))
+    with NotifySocket() as notify:
+        env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+        env.update(NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="1000000")
+        proc = subprocess.Popen(
+            [sys.executable, "-c", FAULTY_RUN, str(config)], stderr=subprocess.PIPE, text=True, env=env
+        )
+        try:
+            notify.wait_for("READY", "1")
+            err = proc.communicate(timeout=15)[1]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 1, err
+    assert "the tick task failed: RuntimeError: a planted fault; stopping (systemd restarts edgevoice)" in err
+    assert "Traceback" in err and "stopped" in err
+    assert any(status.startswith("failed: the tick task failed") for status in notify.statuses())
+
+
 def test_stopping_mid_answer_cancels_it_closes_the_session_and_is_quick(sound_card: VirtualSoundCard) -> None:
     speech = speak("Tell me a story.")
     mic = np.concatenate((silence(0.5), speech, silence(20)))
