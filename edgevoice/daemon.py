@@ -161,8 +161,8 @@ class Daemon:
         if task.cancelled() or (exc := task.exception()) is None or self.failure:
             return
         self.failure = f"the {task.get_name()} task failed: {type(exc).__name__}: {exc}"
-        log.critical("%s; stopping (systemd restarts edgevoice). Please report this with the traceback", self.failure,
-                     exc_info=exc)  # fmt: skip
+        message = "%s; stopping (systemd restarts edgevoice). Please report this with the traceback"
+        log.critical(message, self.failure, exc_info=exc)
         self.stop()
 
     @property

@@ -142,7 +142,6 @@ class Service:
             await daemon.run(on_ready=gpio_up.set)
             if daemon.failure and not self._reload:
                 self.failure = daemon.failure
-                self._stopping = True
                 self.notifier.status(_one_line(f"failed: {daemon.failure}"))
         finally:
             self.daemon = None
